@@ -1,0 +1,177 @@
+#define _POSIX_C_SOURCE 200809L /* posix_memalign under -std=c11 */
+/* dispatch.c - CPU probe, ISA selection and the per-ISA kernel tables.
+ * The only file that asks the CPU what it supports. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if !defined(_WIN32)
+#include <pthread.h>
+#endif
+
+/* Block sizes. L1d 48 KiB, L2 2 MiB per core on the Sapphire Rapids project machine; the same
+ * ratios hold on Skylake-X .. Zen 4 (L1d 32-48 KiB, L2 0.5-2 MiB).
+ *   kc: the B micro-panel (kc x nr floats) stays in L1 while A micro-panels stream past it;
+ *   mc: the packed A block (mc x kc) fills about a third of L2;
+ *   nc: the packed B panel (kc x nc) lives in L2/L3.
+ * Each triple was then checked by the sweep in bench/bench_gemm.py (--sweep-blocking). */
+static const fnn_gemm_cfg gemm_cfg_ref = {
+    .mr = 4, .nr = 16, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_gemm_ukr_f32_ref_4x16};
+
+#ifdef FNN_X86_64
+/* 6x16: 12 ymm accumulators + 2 B vectors + 1 broadcast (15 of 16 registers). kc 256: a B
+ * micro-panel of 16 KiB, a third of L1. mc 144: A block of 144 KiB. */
+static const fnn_gemm_cfg gemm_cfg_avx2 = {
+    .mr = 6, .nr = 16, .mc = 144, .kc = 256, .nc = 3072, .ukr = fnn_gemm_ukr_f32_avx2_6x16};
+/* 12x32: 24 zmm accumulators + 2 B vectors, A broadcast from memory (embedded broadcast).
+ * kc 256: a B micro-panel of 32 KiB (two thirds of a 48 KiB L1). mc 192: A block of 192 KiB. */
+static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
+                                             .nr = 32,
+                                             .mc = 192,
+                                             .kc = 256,
+                                             .nc = 3072,
+                                             .ukr = fnn_gemm_ukr_f32_avx512_12x32};
+#endif
+
+static fnn_kernel_table table_ref = {FNN_ISA_REF, {0}, fnn_act_fwd_f32_ref};
+#ifdef FNN_X86_64
+static fnn_kernel_table table_avx2 = {FNN_ISA_AVX2, {0}, fnn_act_fwd_f32_ref};
+static fnn_kernel_table table_avx512 = {FNN_ISA_AVX512, {0}, fnn_act_fwd_f32_ref};
+#endif
+
+/* The only global mutable state: which table is selected, and the CPU's best level. Written
+ * under the GIL at import and by fnn_set_isa() between calls. */
+static const fnn_kernel_table *selected = NULL;
+static int cpu_isa = -1;
+static volatile int forked_child = 0;
+static volatile int num_threads = 1;
+
+static void child_after_fork(void) { forked_child = 1; }
+
+static void init_tables(void) {
+    table_ref.gemm = gemm_cfg_ref;
+#ifdef FNN_X86_64
+    table_avx2.gemm = gemm_cfg_avx2;
+    table_avx512.gemm = gemm_cfg_avx512;
+#endif
+}
+
+fnn_isa fnn_cpu_isa(void) {
+    if (cpu_isa < 0) {
+        int level = FNN_ISA_REF;
+#if defined(FNN_X86_64) && (defined(__GNUC__) || defined(__clang__))
+        /* __builtin_cpu_supports also checks that the OS saves the AVX / AVX-512 state. */
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = FNN_ISA_AVX2;
+        if (level == FNN_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl"))
+            level = FNN_ISA_AVX512;
+#endif
+        init_tables();
+#if !defined(_WIN32)
+        pthread_atfork(NULL, NULL, child_after_fork);
+#endif
+        cpu_isa = level;
+    }
+    return (fnn_isa)cpu_isa;
+}
+
+fnn_status fnn_set_isa(fnn_isa level) {
+    if ((int)level < FNN_ISA_REF || (int)level > (int)fnn_cpu_isa()) return FNN_ERR_UNSUPPORTED;
+    switch (level) {
+#ifdef FNN_X86_64
+    case FNN_ISA_AVX512: selected = &table_avx512; break;
+    case FNN_ISA_AVX2: selected = &table_avx2; break;
+#endif
+    default: selected = &table_ref; break;
+    }
+    return FNN_OK;
+}
+
+const fnn_kernel_table *fnn_kernels(void) {
+    if (selected == NULL) fnn_set_isa(fnn_cpu_isa());
+    return selected;
+}
+
+fnn_isa fnn_get_isa(void) { return fnn_kernels()->isa; }
+
+const char *fnn_isa_name(fnn_isa level) {
+    switch (level) {
+    case FNN_ISA_REF: return "ref";
+    case FNN_ISA_AVX2: return "avx2";
+    case FNN_ISA_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+const char *fnn_status_str(fnn_status st) {
+    switch (st) {
+    case FNN_OK: return "ok";
+    case FNN_ERR_ARG: return "invalid argument";
+    case FNN_ERR_NOMEM: return "out of memory";
+    case FNN_ERR_UNSUPPORTED: return "unsupported";
+    }
+    return "unknown status";
+}
+
+int fnn_openmp_enabled(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fnn_openmp_version(void) {
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
+}
+
+int fnn_in_forked_child(void) { return forked_child; }
+
+void fnn_set_num_threads(int n) { num_threads = n < 1 ? 1 : n; }
+
+int fnn_get_num_threads(void) { return num_threads; }
+
+int fnn_effective_threads(int n_threads) {
+#ifdef _OPENMP
+    if (forked_child || n_threads < 1) return 1;
+    return n_threads;
+#else
+    (void)n_threads;
+    return 1;
+#endif
+}
+
+void *fnn_malloc(size_t bytes) {
+    void *ptr = NULL;
+    if (bytes == 0) bytes = FNN_ALIGN;
+    bytes = (size_t)fnn_round_up((int64_t)bytes, FNN_ALIGN);
+#if defined(_WIN32)
+    ptr = _aligned_malloc(bytes, FNN_ALIGN);
+#else
+    if (posix_memalign(&ptr, FNN_ALIGN, bytes) != 0) ptr = NULL;
+#endif
+    return ptr;
+}
+
+void fnn_free(void *ptr) {
+#if defined(_WIN32)
+    _aligned_free(ptr);
+#else
+    free(ptr);
+#endif
+}
+
+fnn_gemm_blocking fnn_gemm_get_blocking(void) {
+    const fnn_gemm_cfg *cfg = &fnn_kernels()->gemm;
+    fnn_gemm_blocking b = {cfg->mr, cfg->nr, cfg->mc, cfg->kc, cfg->nc};
+    return b;
+}

@@ -1,0 +1,257 @@
+/* gemm.c - the GEMM framework: blocking loops, packing, threading, epilogue. No intrinsics.
+ *
+ * Loop nest (BLIS): jc over nc -> pc over kc (pack a B panel) -> ic over mc (pack an A block)
+ * -> jr over nr -> ir over mr -> micro-kernel. Threads split C into a tm x tn grid of
+ * sub-matrices (aligned to mr and nr) and each runs the whole loop nest on its own part with its
+ * own packing buffers, so a call needs no barrier and every element of C is reduced over k in
+ * the same order whatever the thread count (bitwise-reproducible results).
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Work (multiply-adds, m*n*k) a second thread must get before it pays for waking it: below
+ * this, a GEMM runs on fewer threads. Measured with bench/bench_gemm.py --threshold on the
+ * project machine: the 2-thread run of square GEMMs breaks even with 1 thread near 48^3
+ * (about 110 k multiply-adds), including OpenMP's fork/join cost. */
+#define FNN_GEMM_MIN_WORK_PER_THREAD (128 * 1024)
+
+/* Scratch for one thread: a packed A block and a packed B panel, each 64-byte aligned. */
+static int64_t pack_a_floats(const fnn_gemm_cfg *cfg, int64_t m, int64_t k) {
+    return fnn_round_up(FNN_MIN(cfg->mc, fnn_round_up(m, cfg->mr)) * FNN_MIN(cfg->kc, k), 16);
+}
+
+static int64_t pack_b_floats(const fnn_gemm_cfg *cfg, int64_t n, int64_t k) {
+    return fnn_round_up(FNN_MIN(cfg->nc, fnn_round_up(n, cfg->nr)) * FNN_MIN(cfg->kc, k), 16);
+}
+
+int64_t fnn_gemm_serial_ws_floats(const fnn_gemm_cfg *cfg, int64_t m, int64_t n, int64_t k) {
+    return pack_a_floats(cfg, m, k) + pack_b_floats(cfg, n, k);
+}
+
+/* Packs rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) into mr-row micro-panels: panel r holds
+ * kc steps of mr floats. Rows past mc are zero. */
+static void pack_a(const fnn_gemm_problem *p, int64_t mr, int64_t i0, int64_t mc, int64_t p0,
+                   int64_t kc, float *FNN_RESTRICT ap) {
+    for (int64_t ir = 0; ir < mc; ir += mr) {
+        const int64_t rows = FNN_MIN(mr, mc - ir);
+        float *FNN_RESTRICT dst = ap + ir * kc;
+        if (p->ta == FNN_NOTRANS) {
+            for (int64_t i = 0; i < rows; i++) {
+                const float *FNN_RESTRICT src = p->a + (i0 + ir + i) * p->lda + p0;
+                for (int64_t kk = 0; kk < kc; kk++) dst[kk * mr + i] = src[kk];
+            }
+        } else {
+            for (int64_t kk = 0; kk < kc; kk++) {
+                const float *FNN_RESTRICT src = p->a + (p0 + kk) * p->lda + i0 + ir;
+                for (int64_t i = 0; i < rows; i++) dst[kk * mr + i] = src[i];
+            }
+        }
+        for (int64_t i = rows; i < mr; i++)
+            for (int64_t kk = 0; kk < kc; kk++) dst[kk * mr + i] = 0.0f;
+    }
+}
+
+/* Packs rows [p0, p0+kc) x columns [j0, j0+nc) of op(B) into nr-column micro-panels: panel r
+ * holds kc steps of nr floats. Columns past nc are zero. */
+static void pack_b(const fnn_gemm_problem *p, int64_t nr, int64_t p0, int64_t kc, int64_t j0,
+                   int64_t nc, float *FNN_RESTRICT bp) {
+    for (int64_t jr = 0; jr < nc; jr += nr) {
+        const int64_t cols = FNN_MIN(nr, nc - jr);
+        float *FNN_RESTRICT dst = bp + jr * kc;
+        if (p->tb == FNN_NOTRANS) {
+            for (int64_t kk = 0; kk < kc; kk++) {
+                const float *FNN_RESTRICT src = p->b + (p0 + kk) * p->ldb + j0 + jr;
+                float *FNN_RESTRICT row = dst + kk * nr;
+                for (int64_t j = 0; j < cols; j++) row[j] = src[j];
+                for (int64_t j = cols; j < nr; j++) row[j] = 0.0f;
+            }
+        } else {
+            for (int64_t j = 0; j < cols; j++) {
+                const float *FNN_RESTRICT src = p->b + (j0 + jr + j) * p->ldb + p0;
+                for (int64_t kk = 0; kk < kc; kk++) dst[kk * nr + j] = src[kk];
+            }
+            for (int64_t j = cols; j < nr; j++)
+                for (int64_t kk = 0; kk < kc; kk++) dst[kk * nr + j] = 0.0f;
+        }
+    }
+}
+
+/* C tile (rows x cols at c) = act(C + bias). */
+static void epilogue(const fnn_kernel_table *kt, const fnn_gemm_problem *p, float *c,
+                     int64_t rows, int64_t cols, int64_t j0) {
+    for (int64_t i = 0; i < rows; i++) {
+        float *row = c + i * p->ldc;
+        if (p->bias != NULL)
+            for (int64_t j = 0; j < cols; j++) row[j] += p->bias[j0 + j];
+        if (p->act != FNN_ACT_LINEAR) kt->act_fwd(p->act, p->act_alpha, row, row, cols);
+    }
+}
+
+/* k == 0 or alpha == 0: C = act(beta * C + bias) over rows [m0, m1) and columns [n0, n1). */
+static void scale_only(const fnn_kernel_table *kt, const fnn_gemm_problem *p, int64_t m0,
+                       int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t i = m0; i < m1; i++) {
+        float *row = p->c + i * p->ldc;
+        for (int64_t j = n0; j < n1; j++) row[j] = p->beta == 0.0f ? 0.0f : p->beta * row[j];
+    }
+    if (p->bias != NULL || p->act != FNN_ACT_LINEAR)
+        epilogue(kt, p, p->c + m0 * p->ldc + n0, m1 - m0, n1 - n0, n0);
+}
+
+/* The loop nest over C's rows [m0, m1) and columns [n0, n1), on the calling thread. */
+static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
+                       const fnn_gemm_problem *p, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1, float *ap, float *bp) {
+    const int64_t mr = cfg->mr, nr = cfg->nr;
+    const int has_epilogue = p->bias != NULL || p->act != FNN_ACT_LINEAR;
+    FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
+
+    if (p->k == 0 || p->alpha == 0.0f) {
+        scale_only(kt, p, m0, m1, n0, n1);
+        return;
+    }
+    for (int64_t jc = n0; jc < n1; jc += cfg->nc) {
+        const int64_t nc = FNN_MIN(cfg->nc, n1 - jc);
+        for (int64_t pc = 0; pc < p->k; pc += cfg->kc) {
+            const int64_t kc = FNN_MIN(cfg->kc, p->k - pc);
+            const float beta = pc == 0 ? p->beta : 1.0f;
+            const int last_k = pc + kc >= p->k;
+            pack_b(p, nr, pc, kc, jc, nc, bp);
+            for (int64_t ic = m0; ic < m1; ic += cfg->mc) {
+                const int64_t mc = FNN_MIN(cfg->mc, m1 - ic);
+                pack_a(p, mr, ic, mc, pc, kc, ap);
+                for (int64_t jr = 0; jr < nc; jr += nr) {
+                    const int64_t cols = FNN_MIN(nr, nc - jr);
+                    for (int64_t ir = 0; ir < mc; ir += mr) {
+                        const int64_t rows = FNN_MIN(mr, mc - ir);
+                        float *c = p->c + (ic + ir) * p->ldc + jc + jr;
+                        if (rows == mr && cols == nr) {
+                            cfg->ukr(kc, p->alpha, ap + ir * kc, bp + jr * kc, beta, c, p->ldc);
+                        } else {
+                            /* Edge tile: full micro-kernel into a stack tile, copy back. */
+                            cfg->ukr(kc, p->alpha, ap + ir * kc, bp + jr * kc, 0.0f, tile, nr);
+                            for (int64_t i = 0; i < rows; i++)
+                                for (int64_t j = 0; j < cols; j++) {
+                                    float *dst = c + i * p->ldc + j;
+                                    const float v = tile[i * nr + j];
+                                    *dst = beta == 0.0f ? v : v + beta * *dst;
+                                }
+                        }
+                        if (last_k && has_epilogue) epilogue(kt, p, c, rows, cols, jc + jr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void fnn_gemm_serial(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, float *ws) {
+    gemm_block(fnn_kernels(), cfg, p, 0, p->m, 0, p->n, ws, ws + pack_a_floats(cfg, p->m, p->k));
+}
+
+fnn_status fnn_gemm_check(const fnn_gemm_problem *p) {
+    if (p->m < 0 || p->n < 0 || p->k < 0) return FNN_ERR_ARG;
+    if (p->act == FNN_ACT_SOFTMAX || (int)p->act < 0 || (int)p->act > FNN_ACT_SOFTMAX)
+        return FNN_ERR_ARG;
+    if (p->m == 0 || p->n == 0) return FNN_OK;
+    if (p->c == NULL || p->ldc < p->n) return FNN_ERR_ARG;
+    if (p->k == 0) return FNN_OK;
+    const int64_t a_cols = p->ta == FNN_NOTRANS ? p->k : p->m;
+    const int64_t b_cols = p->tb == FNN_NOTRANS ? p->n : p->k;
+    if (p->a == NULL || p->b == NULL || p->lda < a_cols || p->ldb < b_cols) return FNN_ERR_ARG;
+    return FNN_OK;
+}
+
+/* Splits n_threads into a tm x tn grid over C that minimises the largest per-thread share of
+ * micro-kernel work plus its packing traffic. */
+static void thread_grid(const fnn_gemm_cfg *cfg, int64_t m, int64_t n, int64_t k, int nt,
+                        int *tm_out, int *tn_out) {
+    const int64_t m_tiles = fnn_ceil_div(m, cfg->mr), n_tiles = fnn_ceil_div(n, cfg->nr);
+    double best = -1.0;
+    for (int tm = 1; tm <= nt; tm++) {
+        if (nt % tm != 0) continue;
+        const int tn = nt / tm;
+        if (tm > m_tiles || tn > n_tiles) continue;
+        const double rows = (double)fnn_ceil_div(m_tiles, tm) * cfg->mr;
+        const double cols = (double)fnn_ceil_div(n_tiles, tn) * cfg->nr;
+        /* flops / 2 plus ~8 multiply-adds worth of time per packed element */
+        const double cost = rows * cols * k + 8.0 * k * (rows + cols);
+        if (best < 0 || cost < best) {
+            best = cost;
+            *tm_out = tm;
+            *tn_out = tn;
+        }
+    }
+    if (best < 0) { /* fewer tiles than threads in both directions */
+        *tm_out = (int)FNN_MIN(m_tiles, nt);
+        *tn_out = 1;
+    }
+}
+
+fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
+    if (p->m == 0 || p->n == 0) return FNN_OK;
+    const fnn_kernel_table *kt = fnn_kernels();
+    const fnn_gemm_cfg *cfg = &kt->gemm;
+    const double work = (double)p->m * (double)p->n * (double)p->k;
+    int nt = fnn_effective_threads(n_threads);
+    if (work < (double)nt * FNN_GEMM_MIN_WORK_PER_THREAD)
+        nt = (int)FNN_MAX(1.0, work / FNN_GEMM_MIN_WORK_PER_THREAD);
+    int tm = 1, tn = 1;
+    if (nt > 1) thread_grid(cfg, p->m, p->n, p->k, nt, &tm, &tn);
+    nt = tm * tn;
+
+    const int64_t m_step = fnn_ceil_div(fnn_ceil_div(p->m, cfg->mr), tm) * cfg->mr;
+    const int64_t n_step = fnn_ceil_div(fnn_ceil_div(p->n, cfg->nr), tn) * cfg->nr;
+    const int64_t ws_a = pack_a_floats(cfg, m_step, p->k);
+    const int64_t ws_floats = ws_a + pack_b_floats(cfg, n_step, p->k);
+    int failed = 0;
+
+    if (nt == 1) {
+        float *ws = fnn_malloc((size_t)ws_floats * sizeof(float));
+        if (ws == NULL) return FNN_ERR_NOMEM;
+        gemm_block(kt, cfg, p, 0, p->m, 0, p->n, ws, ws + ws_a);
+        fnn_free(ws);
+        return FNN_OK;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) reduction(| : failed)
+    {
+        const int t = omp_get_thread_num();
+        const int64_t m0 = (t / tn) * m_step, n0 = (t % tn) * n_step;
+        const int64_t m1 = FNN_MIN(p->m, m0 + m_step), n1 = FNN_MIN(p->n, n0 + n_step);
+        if (m0 < m1 && n0 < n1) {
+            float *ws = fnn_malloc((size_t)ws_floats * sizeof(float));
+            if (ws == NULL) {
+                failed = 1;
+            } else {
+                gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + ws_a);
+                fnn_free(ws);
+            }
+        }
+    }
+#endif
+    return failed ? FNN_ERR_NOMEM : FNN_OK;
+}
+
+fnn_status fnn_gemm_ex_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
+                           float alpha, const float *a, int64_t lda, const float *b,
+                           int64_t ldb, float beta, float *c, int64_t ldc, const float *bias,
+                           fnn_act act, float act_alpha, int n_threads) {
+    const fnn_gemm_problem p = {ta,   tb, m, n, k,    alpha, a,   lda,      b,
+                                ldb,  beta, c, ldc, bias, act, act_alpha};
+    fnn_status st = fnn_gemm_check(&p);
+    if (st != FNN_OK) return st;
+    return fnn_gemm_run(&p, n_threads);
+}
+
+fnn_status fnn_gemm_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
+                        float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                        float beta, float *c, int64_t ldc, int n_threads) {
+    return fnn_gemm_ex_f32(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL,
+                           FNN_ACT_LINEAR, 0.0f, n_threads);
+}

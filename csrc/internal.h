@@ -1,0 +1,122 @@
+/* internal.h - private declarations shared by the kernel files. Not installed, not public. */
+#ifndef FASTNN_INTERNAL_H
+#define FASTNN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastnn.h"
+
+#if defined(_MSC_VER)
+#define FNN_RESTRICT __restrict
+#define FNN_TARGET_AVX2
+#define FNN_TARGET_AVX512
+#define FNN_ALIGNED(n) __declspec(align(n))
+#else
+#define FNN_RESTRICT __restrict__
+#define FNN_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define FNN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define FNN_ALIGNED(n) __attribute__((aligned(n)))
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define FNN_X86_64 1
+#endif
+
+#define FNN_ALIGN 64
+#define FNN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FNN_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline int64_t fnn_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t fnn_round_up(int64_t a, int64_t b) { return fnn_ceil_div(a, b) * b; }
+
+/* 64-byte aligned scratch memory; fnn_free(NULL) is a no-op. Never static: every call (and
+ * every thread of a call) allocates its own, so threads may call in at once. */
+void *fnn_malloc(size_t bytes);
+void fnn_free(void *ptr);
+
+/* ---------------------------------------------------------------------------------------------
+ * GEMM micro-kernel contract.
+ * Computes one full MR x NR tile: C = alpha * Ap @ Bp + beta * C, where
+ *   Ap is a packed A micro-panel: kc steps of MR floats (column p of the tile's A rows),
+ *   Bp is a packed B micro-panel: kc steps of NR floats (row p of the tile's B columns),
+ * both 64-byte aligned and zero-padded by the packing, so the k-loop never branches.
+ * C has row stride ldc (elements). beta == 0: C is never read. kc may be 0 (then C = beta * C,
+ * or 0 if beta == 0). Single-threaded; takes no sizes but kc and ldc.
+ */
+typedef void (*fnn_gemm_ukr_fn)(int64_t kc, float alpha, const float *FNN_RESTRICT ap,
+                                const float *FNN_RESTRICT bp, float beta, float *FNN_RESTRICT c,
+                                int64_t ldc);
+
+void fnn_gemm_ukr_f32_ref_4x16(int64_t kc, float alpha, const float *FNN_RESTRICT ap,
+                               const float *FNN_RESTRICT bp, float beta, float *FNN_RESTRICT c,
+                               int64_t ldc);
+void fnn_gemm_ukr_f32_avx2_6x16(int64_t kc, float alpha, const float *FNN_RESTRICT ap,
+                                const float *FNN_RESTRICT bp, float beta, float *FNN_RESTRICT c,
+                                int64_t ldc);
+void fnn_gemm_ukr_f32_avx512_12x32(int64_t kc, float alpha, const float *FNN_RESTRICT ap,
+                                   const float *FNN_RESTRICT bp, float beta,
+                                   float *FNN_RESTRICT c, int64_t ldc);
+
+/* Largest register tile of any ISA: sizes the stack tile used for edge tiles. */
+#define FNN_GEMM_MAX_MR 16
+#define FNN_GEMM_MAX_NR 32
+
+/* Block sizes and micro-kernel of one ISA. mc is a multiple of mr, nc a multiple of nr. */
+typedef struct {
+    int64_t mr, nr, mc, kc, nc;
+    fnn_gemm_ukr_fn ukr;
+} fnn_gemm_cfg;
+
+/* ---------------------------------------------------------------------------------------------
+ * Element-wise kernels of one ISA. Each works on n contiguous floats; y may alias x.
+ */
+typedef void (*fnn_act_fwd_fn)(fnn_act act, float act_alpha, const float *x, float *y,
+                               int64_t n);
+
+void fnn_act_fwd_f32_ref(fnn_act act, float act_alpha, const float *x, float *y, int64_t n);
+
+/* The kernel table of the selected ISA. Filled once per fnn_set_isa(); callers never see ISAs. */
+typedef struct {
+    fnn_isa isa;
+    fnn_gemm_cfg gemm;
+    fnn_act_fwd_fn act_fwd;
+} fnn_kernel_table;
+
+const fnn_kernel_table *fnn_kernels(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * The GEMM framework's internal entry points, for conv2d, lstm and the public wrappers.
+ */
+typedef struct {
+    fnn_trans ta, tb;
+    int64_t m, n, k;
+    float alpha;
+    const float *a;
+    int64_t lda;
+    const float *b;
+    int64_t ldb;
+    float beta;
+    float *c;
+    int64_t ldc;
+    const float *bias; /* NULL or n floats */
+    fnn_act act;       /* epilogue activation; FNN_ACT_LINEAR for none */
+    float act_alpha;
+} fnn_gemm_problem;
+
+/* Checks a problem's arguments: FNN_OK or FNN_ERR_ARG. */
+fnn_status fnn_gemm_check(const fnn_gemm_problem *p);
+
+/* Runs one validated problem on up to n_threads threads (opens at most one parallel region). */
+fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads);
+
+/* Single-threaded GEMM for callers that are already inside a parallel region (a conv tile, an
+ * LSTM step). ws is scratch of at least fnn_gemm_serial_ws_floats(m, n, k) floats, 64-byte
+ * aligned. Never opens a parallel region. */
+int64_t fnn_gemm_serial_ws_floats(const fnn_gemm_cfg *cfg, int64_t m, int64_t n, int64_t k);
+void fnn_gemm_serial(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, float *ws);
+
+/* Thread count a call really gets: 1 in a forked child or without OpenMP. */
+int fnn_effective_threads(int n_threads);
+
+#endif /* FASTNN_INTERNAL_H */
