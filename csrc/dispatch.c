@@ -170,6 +170,44 @@ void fnn_free(void *ptr) {
 #endif
 }
 
+#if !defined(_WIN32)
+typedef struct {
+    float *ptr[FNN_SCRATCH_SLOTS];
+    int64_t floats[FNN_SCRATCH_SLOTS];
+} scratch_cache;
+
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scratch_key;
+
+static void scratch_release(void *arg) {
+    scratch_cache *cache = arg;
+    for (int s = 0; s < FNN_SCRATCH_SLOTS; s++) fnn_free(cache->ptr[s]);
+    free(cache);
+}
+
+static void scratch_make_key(void) { pthread_key_create(&scratch_key, scratch_release); }
+
+float *fnn_thread_scratch(fnn_scratch_slot slot, int64_t floats) {
+    pthread_once(&scratch_once, scratch_make_key);
+    scratch_cache *cache = pthread_getspecific(scratch_key);
+    if (cache == NULL) {
+        cache = calloc(1, sizeof *cache);
+        if (cache == NULL || pthread_setspecific(scratch_key, cache) != 0) {
+            free(cache);
+            return NULL;
+        }
+    }
+    if (cache->floats[slot] < floats) {
+        fnn_free(cache->ptr[slot]);
+        cache->ptr[slot] = fnn_malloc((size_t)floats * sizeof(float));
+        cache->floats[slot] = cache->ptr[slot] != NULL ? floats : 0;
+    }
+    return cache->ptr[slot];
+}
+#else
+#error "fnn_thread_scratch: add a Windows (FlsAlloc) implementation"
+#endif
+
 fnn_gemm_blocking fnn_gemm_get_blocking(void) {
     const fnn_gemm_cfg *cfg = &fnn_kernels()->gemm;
     fnn_gemm_blocking b = {cfg->mr, cfg->nr, cfg->mc, cfg->kc, cfg->nc};

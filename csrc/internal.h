@@ -35,6 +35,14 @@ static inline int64_t fnn_round_up(int64_t a, int64_t b) { return fnn_ceil_div(a
 void *fnn_malloc(size_t bytes);
 void fnn_free(void *ptr);
 
+/* Per-thread scratch, cached between calls: a 64-byte aligned buffer of at least `floats` floats
+ * owned by the calling OS thread (so threads never share it), grown on demand and freed when the
+ * thread exits. Saves an mmap + page faults per call on mid-size problems. Each slot is one
+ * buffer: a kernel that calls the GEMM framework uses FNN_SCRATCH_OP for its own scratch, never
+ * FNN_SCRATCH_GEMM. Returns NULL when out of memory. */
+typedef enum { FNN_SCRATCH_GEMM = 0, FNN_SCRATCH_OP = 1, FNN_SCRATCH_SLOTS = 2 } fnn_scratch_slot;
+float *fnn_thread_scratch(fnn_scratch_slot slot, int64_t floats);
+
 /* ---------------------------------------------------------------------------------------------
  * GEMM micro-kernel contract.
  * Computes one full MR x NR tile: C = alpha * Ap @ Bp + beta * C, where
