@@ -18,14 +18,30 @@
  *   mc: the packed A block (mc x kc) fills about a third of L2;
  *   nc: the packed B panel (kc x nc) lives in L2/L3.
  * Each triple was then checked by the sweep in bench/bench_gemm.py (--sweep-blocking). */
-static const fnn_gemm_cfg gemm_cfg_ref = {
-    .mr = 4, .nr = 16, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_gemm_ukr_f32_ref_4x16};
+static const fnn_gemm_cfg gemm_cfg_ref = {.mr = 4,
+                                          .nr = 16,
+                                          .mc = 128,
+                                          .kc = 256,
+                                          .nc = 2048,
+                                          .ukr = fnn_gemm_ukr_f32_ref_4x16,
+                                          .sup_mr = 4,
+                                          .sup_nr = 16,
+                                          .sup_max_work = 64.0 * 64 * 64,
+                                          .sup = fnn_gemm_sup_f32_ref_4x16};
 
 #ifdef FNN_X86_64
 /* 6x16: 12 ymm accumulators + 2 B vectors + 1 broadcast (15 of 16 registers). kc 256: a B
  * micro-panel of 16 KiB, a third of L1. mc 144: A block of 144 KiB. */
-static const fnn_gemm_cfg gemm_cfg_avx2 = {
-    .mr = 6, .nr = 16, .mc = 144, .kc = 256, .nc = 3072, .ukr = fnn_gemm_ukr_f32_avx2_6x16};
+static const fnn_gemm_cfg gemm_cfg_avx2 = {.mr = 6,
+                                           .nr = 16,
+                                           .mc = 144,
+                                           .kc = 256,
+                                           .nc = 3072,
+                                           .ukr = fnn_gemm_ukr_f32_avx2_6x16,
+                                           .sup_mr = 6,
+                                           .sup_nr = 16,
+                                           .sup_max_work = 128.0 * 128 * 128,
+                                           .sup = fnn_gemm_sup_f32_avx2_6x16};
 /* 12x32: 24 zmm accumulators + 2 B vectors, A broadcast from memory (embedded broadcast).
  * kc 256: a B micro-panel of 32 KiB (two thirds of a 48 KiB L1). mc 192: A block of 192 KiB. */
 static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
@@ -33,7 +49,11 @@ static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
                                              .mc = 192,
                                              .kc = 256,
                                              .nc = 3072,
-                                             .ukr = fnn_gemm_ukr_f32_avx512_12x32};
+                                             .ukr = fnn_gemm_ukr_f32_avx512_12x32,
+                                             .sup_mr = 8,
+                                             .sup_nr = 32,
+                                             .sup_max_work = 192.0 * 192 * 192,
+                                             .sup = fnn_gemm_sup_f32_avx512_8x32};
 #endif
 
 static fnn_kernel_table table_ref = {FNN_ISA_REF, {0}, fnn_act_fwd_f32_ref};

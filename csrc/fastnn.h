@@ -89,6 +89,11 @@ fnn_status fnn_gemm_ex_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int
                            int64_t ldb, float beta, float *c, int64_t ldc, const float *bias,
                            fnn_act act, float act_alpha, int n_threads);
 
+/* Which GEMM path runs: FNN_GEMM_AUTO (by problem size), or forced to the packed (BLIS) path or
+ * to the unpacked small-problem path. For tests and benchmarks; set between calls. */
+typedef enum { FNN_GEMM_AUTO = 0, FNN_GEMM_PACKED = 1, FNN_GEMM_SUP = 2 } fnn_gemm_path;
+void fnn_gemm_set_path(fnn_gemm_path path);
+
 /* The blocking the selected ISA uses (for tests that probe block edges and for `info`). */
 typedef struct {
     int64_t mr, nr, mc, kc, nc;

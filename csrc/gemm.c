@@ -29,10 +29,6 @@ static int64_t pack_b_floats(const fnn_gemm_cfg *cfg, int64_t n, int64_t k) {
     return fnn_round_up(FNN_MIN(cfg->nc, fnn_round_up(n, cfg->nr)) * FNN_MIN(cfg->kc, k), 16);
 }
 
-int64_t fnn_gemm_serial_ws_floats(const fnn_gemm_cfg *cfg, int64_t m, int64_t n, int64_t k) {
-    return pack_a_floats(cfg, m, k) + pack_b_floats(cfg, n, k);
-}
-
 /* Packs rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) into mr-row micro-panels: panel r holds
  * kc steps of mr floats. Rows past mc are zero. */
 static void pack_a(const fnn_gemm_problem *p, int64_t mr, int64_t i0, int64_t mc, int64_t p0,
@@ -153,8 +149,80 @@ static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     }
 }
 
+/* Small problems: no packing. Full tiles read A and B in place; the edge panel of A (fewer
+ * than sup_mr rows), an edge panel of B (fewer than sup_nr columns), and every B panel when B
+ * is transposed are first copied to zero-padded scratch, so the kernel never reads outside the
+ * operands. ws holds sup_ws_floats() floats. */
+static int64_t sup_ws_floats(const fnn_gemm_cfg *cfg, int64_t k) {
+    return fnn_round_up(cfg->sup_mr * k, 16) + fnn_round_up(cfg->sup_nr * k, 16);
+}
+
+static void gemm_sup_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
+                           const fnn_gemm_problem *p, int64_t m0, int64_t m1, int64_t n0,
+                           int64_t n1, float *ws) {
+    const int64_t mr = cfg->sup_mr, nr = cfg->sup_nr, k = p->k;
+    const int has_epilogue = p->bias != NULL || p->act != FNN_ACT_LINEAR;
+    const int64_t rs_a = p->ta == FNN_NOTRANS ? p->lda : 1;
+    const int64_t cs_a = p->ta == FNN_NOTRANS ? 1 : p->lda;
+    float *a_edge = ws, *b_panel = ws + fnn_round_up(mr * k, 16);
+    FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
+
+    if (k == 0 || p->alpha == 0.0f) {
+        scale_only(kt, p, m0, m1, n0, n1);
+        return;
+    }
+    const int64_t m_full = m0 + (m1 - m0) / mr * mr;
+    if (m_full < m1) pack_a(p, mr, m_full, m1 - m_full, 0, k, a_edge);
+    for (int64_t jr = n0; jr < n1; jr += nr) {
+        const int64_t cols = FNN_MIN(nr, n1 - jr);
+        const float *b = b_panel;
+        int64_t rs_b = nr;
+        if (p->tb == FNN_NOTRANS && cols == nr) {
+            b = p->b + jr;
+            rs_b = p->ldb;
+        } else {
+            pack_b(p, nr, 0, k, jr, cols, b_panel);
+        }
+        for (int64_t ir = m0; ir < m1; ir += mr) {
+            const int64_t rows = FNN_MIN(mr, m1 - ir);
+            const float *a = ir < m_full ? p->a + ir * rs_a : a_edge;
+            const int64_t rs = ir < m_full ? rs_a : 1, cs = ir < m_full ? cs_a : mr;
+            float *c = p->c + ir * p->ldc + jr;
+            if (rows == mr && cols == nr) {
+                cfg->sup(k, p->alpha, a, rs, cs, b, rs_b, p->beta, c, p->ldc);
+            } else {
+                cfg->sup(k, p->alpha, a, rs, cs, b, rs_b, 0.0f, tile, nr);
+                for (int64_t i = 0; i < rows; i++)
+                    for (int64_t j = 0; j < cols; j++) {
+                        float *dst = c + i * p->ldc + j;
+                        const float v = tile[i * nr + j];
+                        *dst = p->beta == 0.0f ? v : v + p->beta * *dst;
+                    }
+            }
+            if (has_epilogue) epilogue(kt, p, c, rows, cols, jr);
+        }
+    }
+}
+
+static volatile int forced_path = FNN_GEMM_AUTO;
+
+void fnn_gemm_set_path(fnn_gemm_path path) { forced_path = path; }
+
+static int use_sup(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p) {
+    if (forced_path != FNN_GEMM_AUTO) return forced_path == FNN_GEMM_SUP;
+    return (double)p->m * (double)p->n * (double)p->k <= cfg->sup_max_work;
+}
+
+int64_t fnn_gemm_serial_ws_floats(const fnn_gemm_cfg *cfg, int64_t m, int64_t n, int64_t k) {
+    return FNN_MAX(pack_a_floats(cfg, m, k) + pack_b_floats(cfg, n, k), sup_ws_floats(cfg, k));
+}
+
 void fnn_gemm_serial(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, float *ws) {
-    gemm_block(fnn_kernels(), cfg, p, 0, p->m, 0, p->n, ws, ws + pack_a_floats(cfg, p->m, p->k));
+    if (use_sup(cfg, p))
+        gemm_sup_block(fnn_kernels(), cfg, p, 0, p->m, 0, p->n, ws);
+    else
+        gemm_block(fnn_kernels(), cfg, p, 0, p->m, 0, p->n, ws,
+                   ws + pack_a_floats(cfg, p->m, p->k));
 }
 
 fnn_status fnn_gemm_check(const fnn_gemm_problem *p) {
@@ -172,16 +240,16 @@ fnn_status fnn_gemm_check(const fnn_gemm_problem *p) {
 
 /* Splits n_threads into a tm x tn grid over C that minimises the largest per-thread share of
  * micro-kernel work plus its packing traffic. */
-static void thread_grid(const fnn_gemm_cfg *cfg, int64_t m, int64_t n, int64_t k, int nt,
+static void thread_grid(int64_t mr, int64_t nr, int64_t m, int64_t n, int64_t k, int nt,
                         int *tm_out, int *tn_out) {
-    const int64_t m_tiles = fnn_ceil_div(m, cfg->mr), n_tiles = fnn_ceil_div(n, cfg->nr);
+    const int64_t m_tiles = fnn_ceil_div(m, mr), n_tiles = fnn_ceil_div(n, nr);
     double best = -1.0;
     for (int tm = 1; tm <= nt; tm++) {
         if (nt % tm != 0) continue;
         const int tn = nt / tm;
         if (tm > m_tiles || tn > n_tiles) continue;
-        const double rows = (double)fnn_ceil_div(m_tiles, tm) * cfg->mr;
-        const double cols = (double)fnn_ceil_div(n_tiles, tn) * cfg->nr;
+        const double rows = (double)fnn_ceil_div(m_tiles, tm) * mr;
+        const double cols = (double)fnn_ceil_div(n_tiles, tn) * nr;
         /* flops / 2 plus ~8 multiply-adds worth of time per packed element */
         const double cost = rows * cols * k + 8.0 * k * (rows + cols);
         if (best < 0 || cost < best) {
@@ -196,44 +264,53 @@ static void thread_grid(const fnn_gemm_cfg *cfg, int64_t m, int64_t n, int64_t k
     }
 }
 
+/* How one call splits C over its threads: thread t owns rows [(t / tn) * m_step, +m_step) and
+ * columns [(t % tn) * n_step, +n_step). */
+typedef struct {
+    int sup, tn;
+    int64_t m_step, n_step, ws_a, ws_floats;
+} gemm_split;
+
+static fnn_status gemm_part(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
+                            const fnn_gemm_problem *p, const gemm_split *split, int t) {
+    const int64_t m0 = (t / split->tn) * split->m_step, n0 = (t % split->tn) * split->n_step;
+    const int64_t m1 = FNN_MIN(p->m, m0 + split->m_step);
+    const int64_t n1 = FNN_MIN(p->n, n0 + split->n_step);
+    if (m0 >= m1 || n0 >= n1) return FNN_OK;
+    float *ws = fnn_thread_scratch(FNN_SCRATCH_GEMM, split->ws_floats);
+    if (ws == NULL) return FNN_ERR_NOMEM;
+    if (split->sup)
+        gemm_sup_block(kt, cfg, p, m0, m1, n0, n1, ws);
+    else
+        gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + split->ws_a);
+    return FNN_OK;
+}
+
 fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
     if (p->m == 0 || p->n == 0) return FNN_OK;
     const fnn_kernel_table *kt = fnn_kernels();
     const fnn_gemm_cfg *cfg = &kt->gemm;
+    const int sup = use_sup(cfg, p);
+    const int64_t mr = sup ? cfg->sup_mr : cfg->mr, nr = sup ? cfg->sup_nr : cfg->nr;
     const double work = (double)p->m * (double)p->n * (double)p->k;
     int nt = fnn_effective_threads(n_threads);
     if (work < (double)nt * FNN_GEMM_MIN_WORK_PER_THREAD)
         nt = (int)FNN_MAX(1.0, work / FNN_GEMM_MIN_WORK_PER_THREAD);
     int tm = 1, tn = 1;
-    if (nt > 1) thread_grid(cfg, p->m, p->n, p->k, nt, &tm, &tn);
+    if (nt > 1) thread_grid(mr, nr, p->m, p->n, p->k, nt, &tm, &tn);
     nt = tm * tn;
 
-    const int64_t m_step = fnn_ceil_div(fnn_ceil_div(p->m, cfg->mr), tm) * cfg->mr;
-    const int64_t n_step = fnn_ceil_div(fnn_ceil_div(p->n, cfg->nr), tn) * cfg->nr;
+    const int64_t m_step = fnn_ceil_div(fnn_ceil_div(p->m, mr), tm) * mr;
+    const int64_t n_step = fnn_ceil_div(fnn_ceil_div(p->n, nr), tn) * nr;
     const int64_t ws_a = pack_a_floats(cfg, m_step, p->k);
-    const int64_t ws_floats = ws_a + pack_b_floats(cfg, n_step, p->k);
+    const int64_t ws_floats = sup ? sup_ws_floats(cfg, p->k)
+                                  : ws_a + pack_b_floats(cfg, n_step, p->k);
+    const gemm_split split = {sup, tn, m_step, n_step, ws_a, ws_floats};
+    if (nt == 1) return gemm_part(kt, cfg, p, &split, 0);
     int failed = 0;
-
-    if (nt == 1) {
-        float *ws = fnn_thread_scratch(FNN_SCRATCH_GEMM, ws_floats);
-        if (ws == NULL) return FNN_ERR_NOMEM;
-        gemm_block(kt, cfg, p, 0, p->m, 0, p->n, ws, ws + ws_a);
-        return FNN_OK;
-    }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) reduction(| : failed)
-    {
-        const int t = omp_get_thread_num();
-        const int64_t m0 = (t / tn) * m_step, n0 = (t % tn) * n_step;
-        const int64_t m1 = FNN_MIN(p->m, m0 + m_step), n1 = FNN_MIN(p->n, n0 + n_step);
-        if (m0 < m1 && n0 < n1) {
-            float *ws = fnn_thread_scratch(FNN_SCRATCH_GEMM, ws_floats);
-            if (ws == NULL)
-                failed = 1;
-            else
-                gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + ws_a);
-        }
-    }
+    failed |= gemm_part(kt, cfg, p, &split, omp_get_thread_num()) != FNN_OK;
 #endif
     return failed ? FNN_ERR_NOMEM : FNN_OK;
 }

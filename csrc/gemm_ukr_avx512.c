@@ -1,10 +1,36 @@
-/* gemm_ukr_avx512.c - AVX-512 micro-kernel, 12x32: 24 zmm accumulators, two B vectors per k
- * step, A broadcast from memory (folded into the FMA as an embedded broadcast).
- * Contract: internal.h, fnn_gemm_ukr_fn. */
+/* gemm_ukr_avx512.c - AVX-512 micro-kernels.
+ *   packed 12x32: 24 zmm accumulators, two B vectors per k step, A broadcast from the packed
+ *                 panel (contract: internal.h, fnn_gemm_ukr_fn);
+ *   sup 8x32:     16 accumulators, A and B read in place (fnn_gemm_sup_fn), for small problems
+ *                 where packing would cost more than it saves. */
 #include "internal.h"
 
 #ifdef FNN_X86_64
 #include <immintrin.h>
+
+/* C rows [0, rows) = alpha * acc + beta * C (beta == 0: C not read). */
+FNN_TARGET_AVX512 static inline void store_tile(__m512 (*acc)[2], int rows, float alpha,
+                                                float beta, float *FNN_RESTRICT c,
+                                                int64_t ldc) {
+    const __m512 va = _mm512_set1_ps(alpha);
+    if (beta == 0.0f) {
+#pragma GCC unroll 12
+        for (int i = 0; i < rows; i++) {
+            _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, acc[i][0]));
+            _mm512_storeu_ps(c + i * ldc + 16, _mm512_mul_ps(va, acc[i][1]));
+        }
+    } else {
+        const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+        for (int i = 0; i < rows; i++) {
+            float *row = c + i * ldc;
+            _mm512_storeu_ps(row, _mm512_fmadd_ps(vb, _mm512_loadu_ps(row),
+                                                  _mm512_mul_ps(va, acc[i][0])));
+            _mm512_storeu_ps(row + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(row + 16),
+                                                       _mm512_mul_ps(va, acc[i][1])));
+        }
+    }
+}
 
 #define MR 12
 
@@ -28,24 +54,36 @@ FNN_TARGET_AVX512 void fnn_gemm_ukr_f32_avx512_12x32(int64_t kc, float alpha,
         ap += MR;
         bp += 32;
     }
+    store_tile(acc, MR, alpha, beta, c, ldc);
+}
 
-    const __m512 va = _mm512_set1_ps(alpha);
-    if (beta == 0.0f) {
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            _mm512_storeu_ps(c + i * ldc, _mm512_mul_ps(va, acc[i][0]));
-            _mm512_storeu_ps(c + i * ldc + 16, _mm512_mul_ps(va, acc[i][1]));
-        }
-    } else {
-        const __m512 vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            float *row = c + i * ldc;
-            _mm512_storeu_ps(row, _mm512_fmadd_ps(vb, _mm512_loadu_ps(row),
-                                                  _mm512_mul_ps(va, acc[i][0])));
-            _mm512_storeu_ps(row + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(row + 16),
-                                                       _mm512_mul_ps(va, acc[i][1])));
-        }
+#undef MR
+#define MR 8
+
+FNN_TARGET_AVX512 void fnn_gemm_sup_f32_avx512_8x32(int64_t kc, float alpha,
+                                                    const float *FNN_RESTRICT a, int64_t rs_a,
+                                                    int64_t cs_a, const float *FNN_RESTRICT b,
+                                                    int64_t rs_b, float beta,
+                                                    float *FNN_RESTRICT c, int64_t ldc) {
+    __m512 acc[MR][2];
+    const float *rows[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        rows[i] = a + i * rs_a;
     }
+    for (int64_t kk = 0; kk < kc; kk++) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = _mm512_loadu_ps(b + 16);
+        const int64_t off = kk * cs_a;
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const __m512 av = _mm512_set1_ps(rows[i][off]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+        b += rs_b;
+    }
+    store_tile(acc, MR, alpha, beta, c, ldc);
 }
 #endif

@@ -66,14 +66,36 @@ void fnn_gemm_ukr_f32_avx512_12x32(int64_t kc, float alpha, const float *FNN_RES
                                    const float *FNN_RESTRICT bp, float beta,
                                    float *FNN_RESTRICT c, int64_t ldc);
 
+/* Small-problem ("sup", after BLIS) micro-kernel contract: the same full MR x NR tile
+ * C = alpha * A @ B + beta * C from UNPACKED operands: A(i, p) = a[i*rs_a + p*cs_a] and
+ * B(p, j) = b[p*rs_b + j] (rows of B contiguous). All mr rows of A and nr columns of B must be
+ * readable: the framework packs edge panels. beta == 0: C is never read. Single-threaded. */
+typedef void (*fnn_gemm_sup_fn)(int64_t kc, float alpha, const float *FNN_RESTRICT a,
+                                int64_t rs_a, int64_t cs_a, const float *FNN_RESTRICT b,
+                                int64_t rs_b, float beta, float *FNN_RESTRICT c, int64_t ldc);
+
+void fnn_gemm_sup_f32_ref_4x16(int64_t kc, float alpha, const float *FNN_RESTRICT a,
+                               int64_t rs_a, int64_t cs_a, const float *FNN_RESTRICT b,
+                               int64_t rs_b, float beta, float *FNN_RESTRICT c, int64_t ldc);
+void fnn_gemm_sup_f32_avx2_6x16(int64_t kc, float alpha, const float *FNN_RESTRICT a,
+                                int64_t rs_a, int64_t cs_a, const float *FNN_RESTRICT b,
+                                int64_t rs_b, float beta, float *FNN_RESTRICT c, int64_t ldc);
+void fnn_gemm_sup_f32_avx512_8x32(int64_t kc, float alpha, const float *FNN_RESTRICT a,
+                                  int64_t rs_a, int64_t cs_a, const float *FNN_RESTRICT b,
+                                  int64_t rs_b, float beta, float *FNN_RESTRICT c, int64_t ldc);
+
 /* Largest register tile of any ISA: sizes the stack tile used for edge tiles. */
 #define FNN_GEMM_MAX_MR 16
 #define FNN_GEMM_MAX_NR 32
 
-/* Block sizes and micro-kernel of one ISA. mc is a multiple of mr, nc a multiple of nr. */
+/* Block sizes and micro-kernels of one ISA. mc is a multiple of mr, nc a multiple of nr.
+ * Problems of at most sup_max_work multiply-adds take the unpacked sup path (sup_mr x sup_nr). */
 typedef struct {
     int64_t mr, nr, mc, kc, nc;
     fnn_gemm_ukr_fn ukr;
+    int64_t sup_mr, sup_nr;
+    double sup_max_work;
+    fnn_gemm_sup_fn sup;
 } fnn_gemm_cfg;
 
 /* ---------------------------------------------------------------------------------------------

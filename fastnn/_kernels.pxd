@@ -50,6 +50,13 @@ cdef extern from "fastnn.h" nogil:
                                const float *bias, fnn_act act, float act_alpha,
                                int n_threads) noexcept
 
+    ctypedef enum fnn_gemm_path:
+        FNN_GEMM_AUTO
+        FNN_GEMM_PACKED
+        FNN_GEMM_SUP
+
+    void fnn_gemm_set_path(fnn_gemm_path path) noexcept
+
     ctypedef struct fnn_gemm_blocking:
         int64_t mr, nr, mc, kc, nc
 

@@ -135,6 +135,17 @@ def openmp_info():
     return bool(fnn_openmp_enabled()), fnn_openmp_version(), bool(fnn_in_forked_child())
 
 
+GEMM_PATHS = ("auto", "packed", "sup")
+
+
+def gemm_set_path(str path):
+    """Forces the GEMM path ('packed' or 'sup') or restores 'auto'. For tests and benchmarks."""
+    if path not in GEMM_PATHS:
+        raise ValueError(f"unknown GEMM path {path!r}; valid choices: {', '.join(GEMM_PATHS)}")
+    cdef int index = GEMM_PATHS.index(path)
+    fnn_gemm_set_path(<fnn_gemm_path>index)
+
+
 def gemm_blocking():
     cdef fnn_gemm_blocking b = fnn_gemm_get_blocking()
     return {"mr": b.mr, "nr": b.nr, "mc": b.mc, "kc": b.kc, "nc": b.nc}

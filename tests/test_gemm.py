@@ -23,6 +23,14 @@ def assert_gemm_close(got, want, k):
     np.testing.assert_allclose(got, want, rtol=0, atol=tol)
 
 
+@pytest.fixture(params=["packed", "sup"])
+def gemm_path(request):
+    """Forces the packed (BLIS) path or the unpacked small-problem path, then restores auto."""
+    _kernels.gemm_set_path(request.param)
+    yield request.param
+    _kernels.gemm_set_path("auto")
+
+
 def rand(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
@@ -40,12 +48,12 @@ SQUARE_SHAPES = [(m, n, k) for m in (1, 5, 13) for n in (1, 17, 33) for k in (1,
 
 
 @pytest.mark.parametrize("m,n,k", SQUARE_SHAPES)
-def test_small_shapes(isa, n_threads, rng, m, n, k):
+def test_small_shapes(isa, gemm_path, n_threads, rng, m, n, k):
     a, b = rand(rng, m, k), rand(rng, k, n)
     assert_gemm_close(ops.matmul(a, b), reference(a, b), k)
 
 
-def test_block_edges(isa, n_threads, rng):
+def test_block_edges(isa, gemm_path, n_threads, rng):
     """Every size around the register tile, in m, n and k (k crosses kc too)."""
     blocking = _kernels.gemm_blocking()
     sizes = edge_sizes()
@@ -68,14 +76,14 @@ def test_cache_block_edges(isa, rng, which):
         assert_gemm_close(ops.matmul(a, b), reference(a, b), 40)
 
 
-def test_large_multithreaded(isa, n_threads, rng):
+def test_large_multithreaded(isa, gemm_path, n_threads, rng):
     a, b = rand(rng, 301, 523), rand(rng, 523, 257)
     assert_gemm_close(ops.matmul(a, b), reference(a, b), 523)
 
 
 @pytest.mark.parametrize("layout_a", ["C", "F", "T", "rows", "strided", "reversed"])
 @pytest.mark.parametrize("layout_b", ["C", "F", "T", "strided"])
-def test_layouts(isa, rng, layout_a, layout_b):
+def test_layouts(isa, gemm_path, rng, layout_a, layout_b):
     def make(shape, layout):
         m, k = shape
         if layout == "C":
@@ -105,7 +113,7 @@ def test_transposed_inputs_are_not_copied(rng):
     assert not x.T.flags.c_contiguous
 
 
-def test_out_prefilled_with_nan(isa, rng):
+def test_out_prefilled_with_nan(isa, gemm_path, rng):
     a, b = rand(rng, 23, 41), rand(rng, 41, 19)
     out = np.full((23, 19), np.nan, np.float32)
     got = ops.matmul(a, b, out=out)
@@ -126,7 +134,7 @@ def test_zero_size_batch():
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
-def test_strict_gemm_alpha_beta(isa, rng, beta, trans_a, trans_b):
+def test_strict_gemm_alpha_beta(isa, gemm_path, rng, beta, trans_a, trans_b):
     m, n, k = 29, 43, 300
     a = rand(rng, k, m) if trans_a else rand(rng, m, k)
     b = rand(rng, n, k) if trans_b else rand(rng, k, n)
@@ -138,7 +146,7 @@ def test_strict_gemm_alpha_beta(isa, rng, beta, trans_a, trans_b):
 
 
 @pytest.mark.parametrize("act", ["linear", "relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu"])
-def test_epilogue_bias_activation(isa, rng, act):
+def test_epilogue_bias_activation(isa, gemm_path, rng, act):
     from math import erf
 
     a, b, bias = rand(rng, 33, 70), rand(rng, 70, 45), rand(rng, 45)
@@ -156,7 +164,7 @@ def test_epilogue_bias_activation(isa, rng, act):
     assert_gemm_close(out, fns[act](z), 70)
 
 
-def test_bitwise_identical_across_thread_counts(isa, rng):
+def test_bitwise_identical_across_thread_counts(isa, gemm_path, rng):
     a, b = rand(rng, 517, 300), rand(rng, 300, 389)
     before = fastnn.get_num_threads()
     try:
@@ -248,3 +256,5 @@ def test_strict_gemm_errors():
         _kernels.gemm(a, b, beta=0.5)
     with pytest.raises(ValueError, match=r"gemm: a rows must be contiguous"):
         _kernels.gemm(np.ones((4, 3), f).T, b)
+    with pytest.raises(ValueError, match=r"unknown GEMM path 'fast'; valid choices: auto"):
+        _kernels.gemm_set_path("fast")
