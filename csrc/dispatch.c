@@ -53,7 +53,10 @@ static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
                                              .sup_mr = 8,
                                              .sup_nr = 32,
                                              .sup_max_work = 192.0 * 192 * 192,
-                                             .sup = fnn_gemm_sup_f32_avx512_8x32};
+                                             .sup = fnn_gemm_sup_f32_avx512_8x32,
+                                             .narrow_mr = 16,
+                                             .narrow_nr = 16,
+                                             .narrow = fnn_gemm_narrow_f32_avx512_16xn};
 #endif
 
 static fnn_kernel_table table_ref = {FNN_ISA_REF, {0}, fnn_act_fwd_f32_ref};

@@ -91,7 +91,12 @@ fnn_status fnn_gemm_ex_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int
 
 /* Which GEMM path runs: FNN_GEMM_AUTO (by problem size), or forced to the packed (BLIS) path or
  * to the unpacked small-problem path. For tests and benchmarks; set between calls. */
-typedef enum { FNN_GEMM_AUTO = 0, FNN_GEMM_PACKED = 1, FNN_GEMM_SUP = 2 } fnn_gemm_path;
+typedef enum {
+    FNN_GEMM_AUTO = 0,
+    FNN_GEMM_PACKED = 1,
+    FNN_GEMM_SUP = 2,
+    FNN_GEMM_NARROW = 3, /* for n <= 16 on ISAs with a narrow kernel; else as FNN_GEMM_SUP */
+} fnn_gemm_path;
 void fnn_gemm_set_path(fnn_gemm_path path);
 
 /* The blocking the selected ISA uses (for tests that probe block edges and for `info`). */

@@ -204,25 +204,82 @@ static void gemm_sup_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     }
 }
 
+/* Narrow problems (n <= narrow_nr): one masked 16-row kernel call per row tile; A in place
+ * (its edge rows packed), B in place unless transposed (then packed once, nr = narrow_nr). */
+static int64_t narrow_ws_floats(const fnn_gemm_cfg *cfg, int64_t k) {
+    return fnn_round_up(cfg->narrow_mr * k, 16) + fnn_round_up(cfg->narrow_nr * k, 16);
+}
+
+static void gemm_narrow_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
+                              const fnn_gemm_problem *p, int64_t m0, int64_t m1, float *ws) {
+    const int64_t mr = cfg->narrow_mr, k = p->k, n = p->n;
+    const int has_epilogue = p->bias != NULL || p->act != FNN_ACT_LINEAR;
+    const int64_t rs_a = p->ta == FNN_NOTRANS ? p->lda : 1;
+    const int64_t cs_a = p->ta == FNN_NOTRANS ? 1 : p->lda;
+    float *a_edge = ws, *b_packed = ws + fnn_round_up(mr * k, 16);
+    FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
+
+    if (k == 0 || p->alpha == 0.0f) {
+        scale_only(kt, p, m0, m1, 0, n);
+        return;
+    }
+    const float *b = p->b;
+    int64_t rs_b = p->ldb;
+    if (p->tb == FNN_TRANS) {
+        pack_b(p, cfg->narrow_nr, 0, k, 0, n, b_packed);
+        b = b_packed;
+        rs_b = cfg->narrow_nr;
+    }
+    const int64_t m_full = m0 + (m1 - m0) / mr * mr;
+    for (int64_t ir = m0; ir < m1; ir += mr) {
+        const int64_t rows = FNN_MIN(mr, m1 - ir);
+        float *c = p->c + ir * p->ldc;
+        if (rows == mr) {
+            cfg->narrow(k, p->alpha, p->a + ir * rs_a, rs_a, cs_a, b, rs_b, p->beta, c, p->ldc,
+                        n);
+        } else {
+            pack_a(p, mr, m_full, rows, 0, k, a_edge);
+            cfg->narrow(k, p->alpha, a_edge, 1, mr, b, rs_b, 0.0f, tile, FNN_GEMM_MAX_NR, n);
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    float *dst = c + i * p->ldc + j;
+                    const float v = tile[i * FNN_GEMM_MAX_NR + j];
+                    *dst = p->beta == 0.0f ? v : v + p->beta * *dst;
+                }
+        }
+        if (has_epilogue) epilogue(kt, p, c, rows, n, 0);
+    }
+}
+
 static volatile int forced_path = FNN_GEMM_AUTO;
 
 void fnn_gemm_set_path(fnn_gemm_path path) { forced_path = path; }
 
-static int use_sup(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p) {
-    if (forced_path != FNN_GEMM_AUTO) return forced_path == FNN_GEMM_SUP;
-    return (double)p->m * (double)p->n * (double)p->k <= cfg->sup_max_work;
+static fnn_gemm_path choose_path(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p) {
+    const int narrow_ok = cfg->narrow != NULL && p->n <= cfg->narrow_nr;
+    switch (forced_path) {
+    case FNN_GEMM_PACKED: return FNN_GEMM_PACKED;
+    case FNN_GEMM_SUP: return FNN_GEMM_SUP;
+    case FNN_GEMM_NARROW: return narrow_ok ? FNN_GEMM_NARROW : FNN_GEMM_SUP;
+    default: break;
+    }
+    if (narrow_ok) return FNN_GEMM_NARROW;
+    if ((double)p->m * (double)p->n * (double)p->k <= cfg->sup_max_work) return FNN_GEMM_SUP;
+    return FNN_GEMM_PACKED;
 }
 
 int64_t fnn_gemm_serial_ws_floats(const fnn_gemm_cfg *cfg, int64_t m, int64_t n, int64_t k) {
-    return FNN_MAX(pack_a_floats(cfg, m, k) + pack_b_floats(cfg, n, k), sup_ws_floats(cfg, k));
+    const int64_t packed = pack_a_floats(cfg, m, k) + pack_b_floats(cfg, n, k);
+    return FNN_MAX(packed, FNN_MAX(sup_ws_floats(cfg, k), narrow_ws_floats(cfg, k)));
 }
 
 void fnn_gemm_serial(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, float *ws) {
-    if (use_sup(cfg, p))
-        gemm_sup_block(fnn_kernels(), cfg, p, 0, p->m, 0, p->n, ws);
-    else
-        gemm_block(fnn_kernels(), cfg, p, 0, p->m, 0, p->n, ws,
-                   ws + pack_a_floats(cfg, p->m, p->k));
+    const fnn_kernel_table *kt = fnn_kernels();
+    switch (choose_path(cfg, p)) {
+    case FNN_GEMM_NARROW: gemm_narrow_block(kt, cfg, p, 0, p->m, ws); break;
+    case FNN_GEMM_SUP: gemm_sup_block(kt, cfg, p, 0, p->m, 0, p->n, ws); break;
+    default: gemm_block(kt, cfg, p, 0, p->m, 0, p->n, ws, ws + pack_a_floats(cfg, p->m, p->k));
+    }
 }
 
 fnn_status fnn_gemm_check(const fnn_gemm_problem *p) {
@@ -267,7 +324,8 @@ static void thread_grid(int64_t mr, int64_t nr, int64_t m, int64_t n, int64_t k,
 /* How one call splits C over its threads: thread t owns rows [(t / tn) * m_step, +m_step) and
  * columns [(t % tn) * n_step, +n_step). */
 typedef struct {
-    int sup, tn;
+    fnn_gemm_path path;
+    int tn;
     int64_t m_step, n_step, ws_a, ws_floats;
 } gemm_split;
 
@@ -279,10 +337,11 @@ static fnn_status gemm_part(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     if (m0 >= m1 || n0 >= n1) return FNN_OK;
     float *ws = fnn_thread_scratch(FNN_SCRATCH_GEMM, split->ws_floats);
     if (ws == NULL) return FNN_ERR_NOMEM;
-    if (split->sup)
-        gemm_sup_block(kt, cfg, p, m0, m1, n0, n1, ws);
-    else
-        gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + split->ws_a);
+    switch (split->path) {
+    case FNN_GEMM_NARROW: gemm_narrow_block(kt, cfg, p, m0, m1, ws); break;
+    case FNN_GEMM_SUP: gemm_sup_block(kt, cfg, p, m0, m1, n0, n1, ws); break;
+    default: gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + split->ws_a);
+    }
     return FNN_OK;
 }
 
@@ -290,8 +349,13 @@ fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
     if (p->m == 0 || p->n == 0) return FNN_OK;
     const fnn_kernel_table *kt = fnn_kernels();
     const fnn_gemm_cfg *cfg = &kt->gemm;
-    const int sup = use_sup(cfg, p);
-    const int64_t mr = sup ? cfg->sup_mr : cfg->mr, nr = sup ? cfg->sup_nr : cfg->nr;
+    const fnn_gemm_path path = choose_path(cfg, p);
+    const int64_t mr = path == FNN_GEMM_NARROW ? cfg->narrow_mr
+                       : path == FNN_GEMM_SUP  ? cfg->sup_mr
+                                               : cfg->mr;
+    const int64_t nr = path == FNN_GEMM_NARROW ? cfg->narrow_nr
+                       : path == FNN_GEMM_SUP  ? cfg->sup_nr
+                                               : cfg->nr;
     const double work = (double)p->m * (double)p->n * (double)p->k;
     int nt = fnn_effective_threads(n_threads);
     if (work < (double)nt * FNN_GEMM_MIN_WORK_PER_THREAD)
@@ -303,9 +367,10 @@ fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
     const int64_t m_step = fnn_ceil_div(fnn_ceil_div(p->m, mr), tm) * mr;
     const int64_t n_step = fnn_ceil_div(fnn_ceil_div(p->n, nr), tn) * nr;
     const int64_t ws_a = pack_a_floats(cfg, m_step, p->k);
-    const int64_t ws_floats = sup ? sup_ws_floats(cfg, p->k)
-                                  : ws_a + pack_b_floats(cfg, n_step, p->k);
-    const gemm_split split = {sup, tn, m_step, n_step, ws_a, ws_floats};
+    const int64_t ws_floats = path == FNN_GEMM_NARROW ? narrow_ws_floats(cfg, p->k)
+                              : path == FNN_GEMM_SUP    ? sup_ws_floats(cfg, p->k)
+                                                        : ws_a + pack_b_floats(cfg, n_step, p->k);
+    const gemm_split split = {path, tn, m_step, n_step, ws_a, ws_floats};
     if (nt == 1) return gemm_part(kt, cfg, p, &split, 0);
     int failed = 0;
 #ifdef _OPENMP

@@ -84,18 +84,35 @@ void fnn_gemm_sup_f32_avx512_8x32(int64_t kc, float alpha, const float *FNN_REST
                                   int64_t rs_a, int64_t cs_a, const float *FNN_RESTRICT b,
                                   int64_t rs_b, float beta, float *FNN_RESTRICT c, int64_t ldc);
 
+/* Narrow micro-kernel contract, for n <= nr (a dense layer with few outputs): rows [0, MR) and
+ * columns [0, n_valid) of C = alpha * A @ B + beta * C, operands as for fnn_gemm_sup_fn except
+ * that only the n_valid columns of B and C are touched (masked loads and stores), so B and C
+ * need no padding. All MR rows of A must be readable. */
+typedef void (*fnn_gemm_narrow_fn)(int64_t kc, float alpha, const float *FNN_RESTRICT a,
+                                   int64_t rs_a, int64_t cs_a, const float *FNN_RESTRICT b,
+                                   int64_t rs_b, float beta, float *FNN_RESTRICT c, int64_t ldc,
+                                   int64_t n_valid);
+
+void fnn_gemm_narrow_f32_avx512_16xn(int64_t kc, float alpha, const float *FNN_RESTRICT a,
+                                     int64_t rs_a, int64_t cs_a, const float *FNN_RESTRICT b,
+                                     int64_t rs_b, float beta, float *FNN_RESTRICT c,
+                                     int64_t ldc, int64_t n_valid);
+
 /* Largest register tile of any ISA: sizes the stack tile used for edge tiles. */
-#define FNN_GEMM_MAX_MR 16
+#define FNN_GEMM_MAX_MR 16 /* also the narrow kernel's rows */
 #define FNN_GEMM_MAX_NR 32
 
 /* Block sizes and micro-kernels of one ISA. mc is a multiple of mr, nc a multiple of nr.
- * Problems of at most sup_max_work multiply-adds take the unpacked sup path (sup_mr x sup_nr). */
+ * Problems of at most sup_max_work multiply-adds take the unpacked sup path (sup_mr x sup_nr);
+ * problems with n <= narrow_nr take the narrow kernel when the ISA has one (narrow != NULL). */
 typedef struct {
     int64_t mr, nr, mc, kc, nc;
     fnn_gemm_ukr_fn ukr;
     int64_t sup_mr, sup_nr;
     double sup_max_work;
     fnn_gemm_sup_fn sup;
+    int64_t narrow_mr, narrow_nr;
+    fnn_gemm_narrow_fn narrow;
 } fnn_gemm_cfg;
 
 /* ---------------------------------------------------------------------------------------------

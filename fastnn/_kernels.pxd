@@ -54,6 +54,7 @@ cdef extern from "fastnn.h" nogil:
         FNN_GEMM_AUTO
         FNN_GEMM_PACKED
         FNN_GEMM_SUP
+        FNN_GEMM_NARROW
 
     void fnn_gemm_set_path(fnn_gemm_path path) noexcept
 

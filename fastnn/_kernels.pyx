@@ -135,11 +135,12 @@ def openmp_info():
     return bool(fnn_openmp_enabled()), fnn_openmp_version(), bool(fnn_in_forked_child())
 
 
-GEMM_PATHS = ("auto", "packed", "sup")
+GEMM_PATHS = ("auto", "packed", "sup", "narrow")
 
 
 def gemm_set_path(str path):
-    """Forces the GEMM path ('packed' or 'sup') or restores 'auto'. For tests and benchmarks."""
+    """Forces the GEMM path ('packed', 'sup', or 'narrow' when n is small enough) or restores
+    'auto'. For tests and benchmarks."""
     if path not in GEMM_PATHS:
         raise ValueError(f"unknown GEMM path {path!r}; valid choices: {', '.join(GEMM_PATHS)}")
     cdef int index = GEMM_PATHS.index(path)

@@ -23,9 +23,9 @@ def assert_gemm_close(got, want, k):
     np.testing.assert_allclose(got, want, rtol=0, atol=tol)
 
 
-@pytest.fixture(params=["packed", "sup"])
+@pytest.fixture(params=["packed", "sup", "narrow"])
 def gemm_path(request):
-    """Forces the packed (BLIS) path or the unpacked small-problem path, then restores auto."""
+    """Forces the packed (BLIS), unpacked small-problem or narrow (n <= 16) path; restores auto."""
     _kernels.gemm_set_path(request.param)
     yield request.param
     _kernels.gemm_set_path("auto")
