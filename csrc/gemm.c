@@ -14,11 +14,14 @@
 #include <omp.h>
 #endif
 
-/* Work (multiply-adds, m*n*k) a second thread must get before it pays for waking it: below
- * this, a GEMM runs on fewer threads. Measured with bench/bench_gemm.py --threshold on the
- * project machine: the 2-thread run of square GEMMs breaks even with 1 thread near 48^3
- * (about 110 k multiply-adds), including OpenMP's fork/join cost. */
-#define FNN_GEMM_MIN_WORK_PER_THREAD (128 * 1024)
+/* Work (multiply-adds, m*n*k) each thread must get before a call uses it. fastnn's OpenMP
+ * threads sleep as soon as a region ends (OMP_WAIT_POLICY=PASSIVE, see fastnn/_config.py), so
+ * each region pays a futex wake-up of tens of microseconds on the project VM. Measured on it
+ * with square GEMMs, 1 vs 2 threads alternating in one run (`python -m fastnn.bench --only gemm
+ * --threads 1,2`): 2 threads ran 0.84-1.0x as fast as 1 at 128^3, 0.90-1.18x at 256^3,
+ * 1.41-1.85x at 512^3, 1.89x at 1024^3. 10 M multiply-adds per thread (~270^3 on two threads)
+ * is where the second thread reliably pays. */
+#define FNN_GEMM_MIN_WORK_PER_THREAD (10.0 * 1024 * 1024)
 
 /* Scratch for one thread: a packed A block and a packed B panel, each 64-byte aligned. */
 static int64_t pack_a_floats(const fnn_gemm_cfg *cfg, int64_t m, int64_t k) {
