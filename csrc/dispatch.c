@@ -27,7 +27,8 @@ static const fnn_gemm_cfg gemm_cfg_ref = {.mr = 4,
                                           .sup_mr = 4,
                                           .sup_nr = 16,
                                           .sup_max_work = 64.0 * 64 * 64,
-                                          .sup = fnn_gemm_sup_f32_ref_4x16};
+                                          .sup = fnn_gemm_sup_f32_ref_4x16,
+                                          .pack_t = fnn_gemm_pack_t_f32_ref};
 
 #ifdef FNN_X86_64
 /* 6x16: 12 ymm accumulators + 2 B vectors + 1 broadcast (15 of 16 registers). kc 256: a B
@@ -41,7 +42,8 @@ static const fnn_gemm_cfg gemm_cfg_avx2 = {.mr = 6,
                                            .sup_mr = 6,
                                            .sup_nr = 16,
                                            .sup_max_work = 128.0 * 128 * 128,
-                                           .sup = fnn_gemm_sup_f32_avx2_6x16};
+                                           .sup = fnn_gemm_sup_f32_avx2_6x16,
+                                           .pack_t = fnn_gemm_pack_t_f32_ref};
 /* 12x32: 24 zmm accumulators + 2 B vectors, A broadcast from memory (embedded broadcast).
  * kc 256: a B micro-panel of 32 KiB (two thirds of a 48 KiB L1). mc 192: A block of 192 KiB. */
 static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
@@ -56,7 +58,8 @@ static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
                                              .sup = fnn_gemm_sup_f32_avx512_8x32,
                                              .narrow_mr = 16,
                                              .narrow_nr = 16,
-                                             .narrow = fnn_gemm_narrow_f32_avx512_16xn};
+                                             .narrow = fnn_gemm_narrow_f32_avx512_16xn,
+                                             .pack_t = fnn_gemm_pack_t_f32_avx512};
 #endif
 
 static fnn_kernel_table table_ref = {FNN_ISA_REF, {0}, fnn_act_fwd_f32_ref};

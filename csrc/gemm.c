@@ -34,33 +34,28 @@ static int64_t pack_b_floats(const fnn_gemm_cfg *cfg, int64_t n, int64_t k) {
 
 /* Packs rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) into mr-row micro-panels: panel r holds
  * kc steps of mr floats. Rows past mc are zero. */
-static void pack_a(const fnn_gemm_problem *p, int64_t mr, int64_t i0, int64_t mc, int64_t p0,
-                   int64_t kc, float *FNN_RESTRICT ap) {
+static void pack_a(fnn_gemm_pack_t_fn pack_t, const fnn_gemm_problem *p, int64_t mr, int64_t i0,
+                   int64_t mc, int64_t p0, int64_t kc, float *FNN_RESTRICT ap) {
     for (int64_t ir = 0; ir < mc; ir += mr) {
         const int64_t rows = FNN_MIN(mr, mc - ir);
         float *FNN_RESTRICT dst = ap + ir * kc;
-        if (p->ta == FNN_NOTRANS) {
-            /* Read the mr rows side by side so the writes stay contiguous (strided scalar
-             * stores ran at ~4 cycles per element). */
-            const float *src[FNN_GEMM_MAX_NR];
-            for (int64_t i = 0; i < rows; i++) src[i] = p->a + (i0 + ir + i) * p->lda + p0;
-            for (int64_t kk = 0; kk < kc; kk++)
-                for (int64_t i = 0; i < rows; i++) dst[kk * mr + i] = src[i][kk];
-        } else {
-            for (int64_t kk = 0; kk < kc; kk++) {
-                const float *FNN_RESTRICT src = p->a + (p0 + kk) * p->lda + i0 + ir;
-                for (int64_t i = 0; i < rows; i++) dst[kk * mr + i] = src[i];
-            }
+        if (p->ta == FNN_NOTRANS) { /* rows of A become columns of the panel: transpose */
+            pack_t(p->a + (i0 + ir) * p->lda + p0, p->lda, rows, kc, mr, dst);
+            continue;
         }
-        for (int64_t i = rows; i < mr; i++)
-            for (int64_t kk = 0; kk < kc; kk++) dst[kk * mr + i] = 0.0f;
+        for (int64_t kk = 0; kk < kc; kk++) { /* op(A) = A^T: the panel's rows are A's rows */
+            const float *FNN_RESTRICT src = p->a + (p0 + kk) * p->lda + i0 + ir;
+            float *FNN_RESTRICT out = dst + kk * mr;
+            for (int64_t i = 0; i < rows; i++) out[i] = src[i];
+            for (int64_t i = rows; i < mr; i++) out[i] = 0.0f;
+        }
     }
 }
 
 /* Packs rows [p0, p0+kc) x columns [j0, j0+nc) of op(B) into nr-column micro-panels: panel r
  * holds kc steps of nr floats. Columns past nc are zero. */
-static void pack_b(const fnn_gemm_problem *p, int64_t nr, int64_t p0, int64_t kc, int64_t j0,
-                   int64_t nc, float *FNN_RESTRICT bp) {
+static void pack_b(fnn_gemm_pack_t_fn pack_t, const fnn_gemm_problem *p, int64_t nr, int64_t p0,
+                   int64_t kc, int64_t j0, int64_t nc, float *FNN_RESTRICT bp) {
     for (int64_t jr = 0; jr < nc; jr += nr) {
         const int64_t cols = FNN_MIN(nr, nc - jr);
         float *FNN_RESTRICT dst = bp + jr * kc;
@@ -72,13 +67,7 @@ static void pack_b(const fnn_gemm_problem *p, int64_t nr, int64_t p0, int64_t kc
                 for (int64_t j = cols; j < nr; j++) row[j] = 0.0f;
             }
         } else {
-            const float *src[FNN_GEMM_MAX_NR];
-            for (int64_t j = 0; j < cols; j++) src[j] = p->b + (j0 + jr + j) * p->ldb + p0;
-            for (int64_t kk = 0; kk < kc; kk++) {
-                float *FNN_RESTRICT row = dst + kk * nr;
-                for (int64_t j = 0; j < cols; j++) row[j] = src[j][kk];
-                for (int64_t j = cols; j < nr; j++) row[j] = 0.0f;
-            }
+            pack_t(p->b + (j0 + jr) * p->ldb + p0, p->ldb, cols, kc, nr, dst);
         }
     }
 }
@@ -123,10 +112,10 @@ static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
             const int64_t kc = FNN_MIN(cfg->kc, p->k - pc);
             const float beta = pc == 0 ? p->beta : 1.0f;
             const int last_k = pc + kc >= p->k;
-            pack_b(p, nr, pc, kc, jc, nc, bp);
+            pack_b(cfg->pack_t, p, nr, pc, kc, jc, nc, bp);
             for (int64_t ic = m0; ic < m1; ic += cfg->mc) {
                 const int64_t mc = FNN_MIN(cfg->mc, m1 - ic);
-                pack_a(p, mr, ic, mc, pc, kc, ap);
+                pack_a(cfg->pack_t, p, mr, ic, mc, pc, kc, ap);
                 for (int64_t jr = 0; jr < nc; jr += nr) {
                     const int64_t cols = FNN_MIN(nr, nc - jr);
                     for (int64_t ir = 0; ir < mc; ir += mr) {
@@ -175,7 +164,7 @@ static void gemm_sup_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
         return;
     }
     const int64_t m_full = m0 + (m1 - m0) / mr * mr;
-    if (m_full < m1) pack_a(p, mr, m_full, m1 - m_full, 0, k, a_edge);
+    if (m_full < m1) pack_a(cfg->pack_t, p, mr, m_full, m1 - m_full, 0, k, a_edge);
     for (int64_t jr = n0; jr < n1; jr += nr) {
         const int64_t cols = FNN_MIN(nr, n1 - jr);
         const float *b = b_panel;
@@ -184,7 +173,7 @@ static void gemm_sup_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
             b = p->b + jr;
             rs_b = p->ldb;
         } else {
-            pack_b(p, nr, 0, k, jr, cols, b_panel);
+            pack_b(cfg->pack_t, p, nr, 0, k, jr, cols, b_panel);
         }
         for (int64_t ir = m0; ir < m1; ir += mr) {
             const int64_t rows = FNN_MIN(mr, m1 - ir);
@@ -229,7 +218,7 @@ static void gemm_narrow_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cf
     const float *b = p->b;
     int64_t rs_b = p->ldb;
     if (p->tb == FNN_TRANS) {
-        pack_b(p, cfg->narrow_nr, 0, k, 0, n, b_packed);
+        pack_b(cfg->pack_t, p, cfg->narrow_nr, 0, k, 0, n, b_packed);
         b = b_packed;
         rs_b = cfg->narrow_nr;
     }
@@ -241,7 +230,7 @@ static void gemm_narrow_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cf
             cfg->narrow(k, p->alpha, p->a + ir * rs_a, rs_a, cs_a, b, rs_b, p->beta, c, p->ldc,
                         n);
         } else {
-            pack_a(p, mr, m_full, rows, 0, k, a_edge);
+            pack_a(cfg->pack_t, p, mr, m_full, rows, 0, k, a_edge);
             cfg->narrow(k, p->alpha, a_edge, 1, mr, b, rs_b, 0.0f, tile, FNN_GEMM_MAX_NR, n);
             for (int64_t i = 0; i < rows; i++)
                 for (int64_t j = 0; j < n; j++) {

@@ -1,5 +1,6 @@
-/* gemm_ukr_ref.c - portable C micro-kernel (4x16): the fallback on any CPU and the oracle the
- * ISA kernels are tested against. Contract: internal.h, fnn_gemm_ukr_fn. */
+/* gemm_ukr_ref.c - portable C micro-kernels (4x16, packed and sup) and the transposing pack:
+ * the fallback on any CPU and the oracle the ISA kernels are tested against. Contracts:
+ * internal.h. */
 #include "internal.h"
 
 #define MR 4
@@ -36,5 +37,18 @@ void fnn_gemm_sup_f32_ref_4x16(int64_t kc, float alpha, const float *FNN_RESTRIC
         float *row = c + i * ldc;
         for (int j = 0; j < NR; j++)
             row[j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * row[j];
+    }
+}
+
+void fnn_gemm_pack_t_f32_ref(const float *FNN_RESTRICT src, int64_t ld, int64_t rows,
+                             int64_t kc, int64_t width, float *FNN_RESTRICT dst) {
+    /* Read the rows side by side so the writes stay contiguous (strided scalar stores ran at
+     * ~4 cycles per element). */
+    const float *row[FNN_GEMM_MAX_NR];
+    for (int64_t r = 0; r < rows; r++) row[r] = src + r * ld;
+    for (int64_t kk = 0; kk < kc; kk++) {
+        float *FNN_RESTRICT out = dst + kk * width;
+        for (int64_t r = 0; r < rows; r++) out[r] = row[r][kk];
+        for (int64_t r = rows; r < width; r++) out[r] = 0.0f;
     }
 }

@@ -98,6 +98,17 @@ void fnn_gemm_narrow_f32_avx512_16xn(int64_t kc, float alpha, const float *FNN_R
                                      int64_t rs_b, float beta, float *FNN_RESTRICT c,
                                      int64_t ldc, int64_t n_valid);
 
+/* Transposing pack contract: dst[kk*width + r] = src[r*ld + kk] for r < rows and kk < kc;
+ * zero for rows <= r < width. Packs A's rows (width mr) and a transposed B's columns (width nr)
+ * into k-major micro-panels. rows <= width. */
+typedef void (*fnn_gemm_pack_t_fn)(const float *FNN_RESTRICT src, int64_t ld, int64_t rows,
+                                   int64_t kc, int64_t width, float *FNN_RESTRICT dst);
+
+void fnn_gemm_pack_t_f32_ref(const float *FNN_RESTRICT src, int64_t ld, int64_t rows,
+                             int64_t kc, int64_t width, float *FNN_RESTRICT dst);
+void fnn_gemm_pack_t_f32_avx512(const float *FNN_RESTRICT src, int64_t ld, int64_t rows,
+                                int64_t kc, int64_t width, float *FNN_RESTRICT dst);
+
 /* Largest register tile of any ISA: sizes the stack tile used for edge tiles. */
 #define FNN_GEMM_MAX_MR 16 /* also the narrow kernel's rows */
 #define FNN_GEMM_MAX_NR 32
@@ -113,6 +124,7 @@ typedef struct {
     fnn_gemm_sup_fn sup;
     int64_t narrow_mr, narrow_nr;
     fnn_gemm_narrow_fn narrow;
+    fnn_gemm_pack_t_fn pack_t;
 } fnn_gemm_cfg;
 
 /* ---------------------------------------------------------------------------------------------
