@@ -28,3 +28,9 @@ def n_threads(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same seed root, so failures reproduce."""
+    fastnn.utils.set_random_seed(1234)

@@ -179,11 +179,15 @@ class Layer:
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Apply the layer to an array (float32 conversion at this edge); returns a copy."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.asarray(x, dtype=np.float32)
         if x.ndim < 1:
             raise ValueError(f"{type(self).__name__} layer {self.name!r}: expected a batch "
                              f"with a leading batch dimension, received shape {x.shape}")
-        self.build_for((None,) + x.shape[1:])
+        x = np.ascontiguousarray(x)
+        if self.built:
+            self.check_input_shape(x.shape)
+        else:
+            self.build_for((None,) + x.shape[1:])
         return np.array(self.call(x, training=training))
 
     # ---- weights ---------------------------------------------------------------------------
