@@ -44,7 +44,7 @@ class Initializer:
         return np.ascontiguousarray(self._draw(shape, rng), dtype=np.float32)
 
     def _draw(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement _draw")
 
     def get_config(self) -> dict:
         return {}

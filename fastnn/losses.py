@@ -39,11 +39,11 @@ class Loss:
     def prepare_labels(self, y, output_shape: tuple) -> np.ndarray:
         """Validate labels against the model output shape (batch included); return them
         converted once (float32, or int64 class indices) and C-contiguous."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement prepare_labels")
 
     def compute(self, y_pred: np.ndarray, y_true: np.ndarray, grad_out: np.ndarray) -> float:
         """Mean loss of a batch; writes dL/dy_pred into grad_out (y_pred's shape)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement compute")
 
     def compute_from_logits(self, logits: np.ndarray, y_true: np.ndarray,
                             grad_out: np.ndarray) -> float:
@@ -51,10 +51,11 @@ class Loss:
         raise NotImplementedError(f"{self.name} cannot be fused with an output activation")
 
     def _evaluate(self, y_true, y_pred) -> tuple[float, np.ndarray]:
-        y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
+        y_pred = np.asarray(y_pred, dtype=np.float32)
         if y_pred.ndim < 1:
             raise ValueError(f"{self.name}: y_pred must have a batch dimension, "
                              f"received shape {y_pred.shape}")
+        y_pred = np.ascontiguousarray(y_pred)
         labels = self.prepare_labels(y_true, y_pred.shape)
         grad = np.empty_like(y_pred)
         return self.compute(y_pred, labels, grad), grad

@@ -39,7 +39,7 @@ class Metric:
         self._count += int(values.size)
 
     def _values(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement _values")
 
     def get_config(self) -> dict:
         return {"name": self.name}

@@ -32,10 +32,10 @@ class Optimizer:
                                            low=0.0)
 
     def _make_slots(self, param: np.ndarray) -> tuple:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement _make_slots")
 
     def _update(self, param: np.ndarray, grad: np.ndarray, slots: tuple) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement _update")
 
     def build(self, params: list[np.ndarray]) -> None:
         """Create zero-initialised slots for each parameter (once)."""

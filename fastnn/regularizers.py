@@ -26,7 +26,7 @@ class Regularizer:
         return _backend.l1l2_penalty(param, self.l1, self.l2, grad_out=grad)
 
     def get_config(self) -> dict:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement get_config")
 
     @classmethod
     def from_config(cls, config: dict) -> Regularizer:
