@@ -149,8 +149,11 @@ class CallbackList:
     def __getattr__(self, hook):
         if not hook.startswith("on_"):
             raise AttributeError(hook)
+        takes_index = hook.startswith("on_epoch_") or "batch_" in hook
+        arity = 2 if takes_index else 1
 
         def dispatch(*args):
+            args = args + (None,) * (arity - len(args))  # hooks always get their logs arg
             for cb in self.callbacks:
                 getattr(cb, hook)(*args)
         return dispatch

@@ -38,6 +38,13 @@ class Metric:
         self._total += float(np.sum(values, dtype=np.float64))
         self._count += int(values.size)
 
+    def _fit_labels(self, y_true: np.ndarray, shape: tuple) -> np.ndarray:
+        """y_true reshaped to `shape`, or ValueError naming both shapes."""
+        if y_true.size != int(np.prod(shape)):
+            raise ValueError(f"{self.name}: labels of shape {y_true.shape} do not fit "
+                             f"outputs needing labels of shape {tuple(shape)}")
+        return y_true.reshape(shape)
+
     def _values(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not implement _values")
 
@@ -66,7 +73,7 @@ class BinaryAccuracy(Metric):
         super().__init__(name)
 
     def _values(self, y_true, y_pred):
-        return (y_pred > self.threshold) == y_true.reshape(y_pred.shape)
+        return (y_pred > self.threshold) == self._fit_labels(y_true, y_pred.shape)
 
     def get_config(self):
         return {"name": self.name, "threshold": self.threshold}
@@ -81,7 +88,8 @@ class CategoricalAccuracy(Metric):
         super().__init__(name)
 
     def _values(self, y_true, y_pred):
-        return np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)
+        labels = self._fit_labels(y_true, y_pred.shape)
+        return np.argmax(y_pred, axis=-1) == np.argmax(labels, axis=-1)
 
 
 class SparseCategoricalAccuracy(Metric):
@@ -93,7 +101,7 @@ class SparseCategoricalAccuracy(Metric):
         super().__init__(name)
 
     def _values(self, y_true, y_pred):
-        labels = y_true.reshape(y_pred.shape[:-1])
+        labels = self._fit_labels(y_true, y_pred.shape[:-1])
         return np.argmax(y_pred, axis=-1) == labels
 
 
@@ -104,7 +112,7 @@ class MeanSquaredError(Metric):
         super().__init__(name)
 
     def _values(self, y_true, y_pred):
-        return np.square(y_pred - y_true.reshape(y_pred.shape))
+        return np.square(y_pred - self._fit_labels(y_true, y_pred.shape))
 
 
 class MeanAbsoluteError(Metric):
@@ -114,7 +122,7 @@ class MeanAbsoluteError(Metric):
         super().__init__(name)
 
     def _values(self, y_true, y_pred):
-        return np.abs(y_pred - y_true.reshape(y_pred.shape))
+        return np.abs(y_pred - self._fit_labels(y_true, y_pred.shape))
 
 
 _BY_NAME = {

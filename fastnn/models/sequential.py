@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn.layers.base import BufferCache, Layer, get_layer_class, unique_name
+from fastnn.layers.base import (
+    BufferCache,
+    Layer,
+    get_layer_class,
+    normalize_shape,
+    unique_name,
+)
 from fastnn.layers.core import InputLayer
 from fastnn.models.trainer import Trainer
 
@@ -109,7 +115,11 @@ class Sequential(Trainer):
                                  "input_shape=(None, features), use Input(shape=...) or fit "
                                  "on data")
             input_shape = (None,) + self._input_shape
-        shape = (None,) + tuple(input_shape)[1:]
+        if not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2:
+            raise ValueError(f"Sequential.build: input_shape must be a tuple with a batch "
+                             f"dimension, e.g. (None, 64), received {input_shape!r}")
+        shape = (None,) + normalize_shape("Sequential.build", "input_shape",
+                                          tuple(input_shape)[1:])
         self._input_shape = shape[1:]
         for layer in self._layers:
             layer.build_for(shape)
