@@ -167,7 +167,7 @@ def test_lambda_callback_and_history():
     with pytest.raises(TypeError, match=r"LambdaCallback: unknown hook\(s\) \['on_fit'\]"):
         callbacks.LambdaCallback(on_fit=print)
     with pytest.raises(AttributeError):
-        callbacks.CallbackList([], None, {}).history_of
+        _ = callbacks.CallbackList([], None, {}).history_of
 
 
 def test_progress_formats(capsys):

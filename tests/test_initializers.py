@@ -166,8 +166,8 @@ def test_metric_values():
     (lambda: metrics.check_identifier(3), TypeError, "metrics entries must be names"),
     (lambda: metrics.Metric("m").update_state([1], [1]), NotImplementedError, "_values"),
     (lambda: metrics.BinaryAccuracy().update_state(np.zeros(4), np.zeros((4, 3))), ValueError,
-     r"binary_accuracy: labels of shape \(4,\) do not fit outputs needing labels of shape "
-     r"\(4, 3\)"),
+     (r"binary_accuracy: labels of shape \(4,\) do not fit outputs needing labels of shape "
+     r"\(4, 3\)")),
 ])
 def test_metric_errors(call, exc, match):
     with pytest.raises(exc, match=match):

@@ -127,8 +127,8 @@ def test_config_roundtrip(loss):
     (lambda: losses.MeanSquaredError()(["a"], [[1.0]]), TypeError, "labels must be numeric"),
     (lambda: losses.MeanSquaredError()([1.0], np.float32(1)), ValueError, "batch dimension"),
     (lambda: losses.MeanSquaredError()(np.zeros((2, 3)), np.zeros((2, 2))), ValueError,
-     r"expected labels of shape \(2, 2\) \(the model output's shape\), received labels of "
-     r"shape \(2, 3\)"),
+     (r"expected labels of shape \(2, 2\) \(the model output's shape\), received labels of "
+     r"shape \(2, 3\)")),
     (lambda: losses.CategoricalCrossentropy()([0, 1], np.ones((2, 3)) / 3), ValueError,
      "expected one-hot labels of shape .* use sparse_categorical_crossentropy"),
     (lambda: losses.SparseCategoricalCrossentropy()(np.eye(3), np.ones((3, 3)) / 3),
@@ -136,8 +136,8 @@ def test_config_roundtrip(loss):
     (lambda: losses.SparseCategoricalCrossentropy()([0.5, 1.0], np.ones((2, 3)) / 3),
      ValueError, "must be integer class indices"),
     (lambda: losses.SparseCategoricalCrossentropy()([0, 3], np.ones((2, 3)) / 3),
-     ValueError, r"labels must be integers in \[0, 3\) for 3 output classes, received labels "
-     r"from 0 to 3"),
+     ValueError, (r"labels must be integers in \[0, 3\) for 3 output classes, received labels "
+     r"from 0 to 3")),
     (lambda: losses.BinaryCrossentropy()([[2.0]], [[0.5]]), ValueError,
      r"labels must lie in \[0, 1\]"),
     (lambda: losses.get("hinge"), ValueError, "Unknown loss 'hinge'"),

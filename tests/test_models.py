@@ -269,8 +269,8 @@ X4, Y3 = np.zeros((6, 4), np.float32), np.array([0, 1, 2, 0, 1, 2])
     (lambda m: m.fit(X4, Y3[:5], verbose=0), ValueError,
      "fit: x and y must have the same number of samples, received x with 6 and y with 5"),
     (lambda m: m.fit(np.zeros((6, 5)), Y3, verbose=0), ValueError,
-     r"fit: expected x of shape \(None, 4\) \(the model's input shape\), received x of shape "
-     r"\(6, 5\)"),
+     (r"fit: expected x of shape \(None, 4\) \(the model's input shape\), received x of shape "
+     r"\(6, 5\)")),
     (lambda m: m.fit(X4, np.zeros((6, 3)), verbose=0), ValueError,
      "expected integer labels of shape .* look like one-hot labels"),
     (lambda m: m.fit(X4, Y3 + 1, verbose=0), ValueError,
@@ -320,6 +320,8 @@ def test_bad_input_errors(compiled, call, exc, match):
     (lambda: keras.Sequential([keras.layers.Dense(1)]).build(), ValueError,
      "Sequential.build: the input shape is unknown"),
     (lambda: keras.Sequential().input_shape, AttributeError, "input shape is not known"),
+    (lambda: keras.Sequential([keras.layers.Dense(1)]).build(5), ValueError,
+     "input_shape must be a tuple with a batch dimension"),
     (lambda: keras.Sequential().output_shape, AttributeError, "not built yet"),
     (lambda: keras.Sequential([keras.layers.Dense(1)]).summary(), ValueError,
      "has not been built yet"),
@@ -359,3 +361,22 @@ def test_interrupt_in_train_on_batch_completes_the_step(monkeypatch, compiled):
         compiled.train_on_batch(X4, Y3)
     assert len(calls) == 4
     assert compiled.optimizer.iterations == 1
+
+
+def test_second_ctrl_c_interrupts_at_once_and_epoch_end_interrupts(monkeypatch, compiled):
+    real_update = _backend.sgd_update
+
+    def double_interrupt(*args):
+        signal.raise_signal(signal.SIGINT)
+        real_update(*args)
+    monkeypatch.setattr(_backend, "sgd_update", double_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        compiled.fit(X4, Y3, verbose=0)
+    assert compiled.optimizer.iterations == 0  # the second signal stopped the first step
+    monkeypatch.setattr(_backend, "sgd_update", real_update)
+    at_epoch_end = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: signal.raise_signal(signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        compiled.fit(X4, Y3, epochs=3, verbose=0, callbacks=[at_epoch_end])
+    assert compiled.optimizer.iterations == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -102,3 +102,11 @@ def test_apply_and_state_shape_errors():
         opt.apply([np.zeros(4, np.float32)], [np.zeros(4, np.float32)])
     with pytest.raises(ValueError, match=r"optimizer state holds \[\(2,\)\], expected \[\(3,\)\]"):
         opt.set_state([np.zeros(2, np.float32)], 1)
+
+
+def test_subclass_without_update_rule_raises():
+    class Incomplete(optimizers.Optimizer):
+        def _make_slots(self, param):
+            return ()
+    with pytest.raises(NotImplementedError, match="Incomplete does not implement _update"):
+        Incomplete(0.1, "x").apply([np.zeros(1, np.float32)], [np.zeros(1, np.float32)])

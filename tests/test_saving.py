@@ -106,7 +106,7 @@ def test_truncated_files(saved, keep):
 
 def test_flipped_byte_is_detected(saved):
     data = bytearray(saved.read_bytes())
-    config, weights = _parts(saved)
+    _config, weights = _parts(saved)
     offset = bytes(data).index(weights[-200:])  # inside the stored weights
     data[offset] ^= 0xFF
     saved.write_bytes(bytes(data))

@@ -18,12 +18,13 @@ from fastnn.layers.core import InputLayer
 from fastnn.models.trainer import Trainer
 
 
-def _format_size(num_bytes: int) -> str:
+def _format_size(num_bytes: float) -> str:
+    unit = "B"
     for unit in ("B", "KB", "MB", "GB"):
         if num_bytes < 1024 or unit == "GB":
-            return f"{num_bytes:.2f} {unit}"
+            break
         num_bytes /= 1024.0
-    raise AssertionError("unreachable")
+    return f"{num_bytes:.2f} {unit}"
 
 
 class Sequential(Trainer):
