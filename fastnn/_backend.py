@@ -16,6 +16,11 @@ Contract shared by every function:
 - An `out` buffer never overlaps an input, except where a docstring allows it.
 - Reductions use a fixed summation order, so the same inputs give the same bits.
 - Shapes use named dimensions: `batch` rows, `in_dim`/`units` features, `classes` outputs.
+
+Beyond the dense-network kernels listed in issue 3 (dense_forward, needs_preact, act_forward,
+act_backward, matmul, bias_grad, softmax_xent, sigmoid_bce, sgd/adam/rmsprop_update,
+dropout_forward/backward), the losses that do not fuse with an output activation and the
+regularizers need: xent_probs, bce_probs, mse, mae and l1l2_penalty.
 """
 
 from __future__ import annotations
