@@ -3,9 +3,8 @@
 
 __version__ = "0.1.0"
 
-# `_config` comes first: it sets OMP_WAIT_POLICY before anything loads the extension.
-from fastnn import (  # noqa: I001
-    _config,
+from fastnn import (
+    _config,  # noqa: F401  (first: it sets OMP_WAIT_POLICY before the extension loads)
     activations,
     callbacks,
     datasets,
