@@ -1,8 +1,47 @@
-"""fastnn: a Keras-shaped neural-network library for CPUs with hand-written C/OpenMP kernels."""
+"""fastnn: a Keras-shaped neural-network library for CPUs with hand-written C/OpenMP kernels
+(`import fastnn as keras`)."""
 
 __version__ = "0.1.0"
 
+from fastnn import (
+    _config,  # noqa: F401  (first: it sets OMP_WAIT_POLICY before the extension loads)
+    activations,
+    callbacks,
+    datasets,
+    errors,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    optimizers,
+    regularizers,
+    utils,
+)
 from fastnn._config import get_isa, get_num_threads, set_isa, set_num_threads
-from fastnn import ops
+from fastnn.layers import Input
+from fastnn.models import Sequential
 
-__all__ = ["__version__", "get_isa", "set_isa", "get_num_threads", "set_num_threads", "ops"]
+__all__ = [
+    "Input",
+    "Sequential",
+    "__version__",
+    "activations",
+    "callbacks",
+    "datasets",
+    "errors",
+    "get_isa",
+    "get_num_threads",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "ops",
+    "optimizers",
+    "regularizers",
+    "set_isa",
+    "set_num_threads",
+    "utils",
+]

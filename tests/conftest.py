@@ -28,3 +28,22 @@ def n_threads(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same seed root, so failures reproduce."""
+    fastnn.utils.set_random_seed(1234)
+
+
+def make_blobs(rng, n=600, dims=20, classes=10, spread=0.3):
+    """Linearly separable Gaussian blobs: (x float32 (n, dims), integer labels (n,))."""
+    centers = rng.standard_normal((classes, dims)) * 2.0
+    labels = rng.integers(0, classes, n)
+    x = centers[labels] + spread * rng.standard_normal((n, dims))
+    return x.astype(np.float32), labels
+
+
+@pytest.fixture
+def blobs(rng):
+    return make_blobs(rng)
