@@ -67,7 +67,10 @@ def plot(results: list[h.Result], peaks: dict | None, isa: str, path: str) -> No
 
     fig, ax = plt.subplots(figsize=(8, 5))
     per_core = h._peak_for(peaks, isa)
-    for n in sorted({r.threads for r in results}):
+    colors = {"fastnn": "tab:red", "numpy": "tab:blue", "torch": "tab:green"}
+    counts = sorted({r.threads for r in results})
+    sizes = set()
+    for n, style in zip(counts, ["-", "--", ":", "-."] * len(counts)):
         rows = [
             r
             for r in results
@@ -76,18 +79,20 @@ def plot(results: list[h.Result], peaks: dict | None, isa: str, path: str) -> No
         for impl in h.IMPL_ORDER:
             pts = [(r.case.params["size"], r.gflops(impl)) for r in rows if r.gflops(impl)]
             if pts:
-                style = "-" if n == min(r.threads for r in results) else "--"
-                ax.plot(*zip(*pts), style, marker="o", label=f"{impl}, {n} thread(s)")
+                sizes.update(x for x, _ in pts)
+                label = f"{impl}, {n} thread{'s' if n > 1 else ''}"
+                ax.plot(*zip(*pts), style, marker="o", color=colors.get(impl), label=label)
         if per_core:
-            ax.axhline(per_core * n, color="grey", linestyle=":", linewidth=1)
+            ax.axhline(per_core * n, color="grey", linestyle=style, linewidth=1)
             ax.annotate(
-                f"FMA peak ({isa}) x {n}",
+                f"FMA peak ({isa}) x {n} thread{'s' if n > 1 else ''}",
                 (0.01, per_core * n),
                 fontsize=8,
                 xycoords=("axes fraction", "data"),
                 va="bottom",
             )
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(sizes), [str(x) for x in sorted(sizes)])
     ax.set_xlabel("square size m = n = k")
     ax.set_ylabel("GFLOP/s (float32)")
     ax.set_title("fastnn GEMM vs NumPy (BLAS) vs PyTorch")
