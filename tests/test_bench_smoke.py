@@ -105,10 +105,13 @@ def test_plot(tmp_path, monkeypatch, capsys):
     assert "needs matplotlib" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("policy", ["ACTIVE"])
+@pytest.mark.parametrize("policy", ["ACTIVE", "TORCH-FIRST"])
 def test_alternation_runs(policy):
+    if policy == "TORCH-FIRST":
+        pytest.importorskip("torch")
     rows = threads.measure(threads=2, sizes=(32,), n=2, repeats=1)
     assert rows[0]["slowdown_pair"] > 0
     rows = threads.run_policy(policy, threads=2, sizes=(32,), n=2, repeats=1)
     assert rows[0]["policy"] == policy and rows[0]["fastnn"] > 0
+    assert "libgomp" in rows[0]["libgomp"]
     assert "slowdown" in threads.format_rows(rows)

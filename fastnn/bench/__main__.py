@@ -5,7 +5,11 @@
 
 Case modules are found as fastnn/bench/cases_*.py; one that fails to import or to build its
 cases is reported at the end, and the others still run. Exit status: 0, or 1 if any module or
-impl failed.
+impl failed (2: bad arguments, or --plot without matplotlib).
+
+Related commands: `python -m fastnn.bench.threads` (idle fastnn threads vs NumPy's OpenBLAS
+when calls alternate, per OMP_WAIT_POLICY) and `python -m fastnn.bench.peak` (FMA peak).
+pytest-benchmark runs of the same cases: `pytest bench/`.
 """
 
 from __future__ import annotations
@@ -114,7 +118,12 @@ def parse_threads(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fastnn.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m fastnn.bench",
+        description=__doc__.split("\n")[0],
+        epilog="See also: python -m fastnn.bench.threads, python -m fastnn.bench.peak, "
+        "pytest bench/",
+    )
     p.add_argument("--quick", action="store_true", help="fewer, smaller cases; short budget")
     p.add_argument(
         "--threads",
