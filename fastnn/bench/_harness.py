@@ -342,7 +342,8 @@ def _unit(result: Result) -> str:
 
 def format_table(results: list[Result], peaks: dict | None, isa: str) -> str:
     """One block per thread count: impl columns, ratios, and % of FMA peak for GEMM rows."""
-    impls = [k for k in IMPL_ORDER if any(k in r.timings for r in results)]
+    present = {k for r in results for k in r.timings}
+    impls = [k for k in IMPL_ORDER if k in present] + sorted(present - set(IMPL_ORDER))
     per_core = _peak_for(peaks, isa)
     cols = ["group", "case", "unit"] + impls + ["x numpy", "x torch"]
     if per_core:
