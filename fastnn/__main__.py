@@ -66,10 +66,15 @@ def info_lines() -> list[str]:
         + (" [forked child: kernels run on 1 thread]" if forked else ""),
         f"openmp:           "
         + (f"yes, _OPENMP={omp_version}" if omp else "no (built with FASTNN_NO_OPENMP)")
-        + f", OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}",
+        + f", wait policy {_config.WAIT_POLICY} when fastnn loaded it",
         f"openmp runtime:   {', '.join(runtimes) if runtimes else 'none loaded'}",
         f"numpy:            {np.__version__}, BLAS: {_numpy_blas()}",
     ]
+    if len(runtimes) > 1:
+        lines.append(
+            "note:             several OpenMP runtimes are loaded; if fastnn shares one that "
+            "another library loaded first, its wait policy (not PASSIVE) applies"
+        )
     try:
         import threadpoolctl
 

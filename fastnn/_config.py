@@ -11,13 +11,30 @@ from __future__ import annotations
 import math
 import os
 
-# libgomp reads OMP_WAIT_POLICY when it loads, so this must precede the extension's import.
-# PASSIVE: threads that finish a parallel region sleep at once instead of spinning for ~0.3 ms.
-# A spinning team steals the cores NumPy's OpenBLAS threads need when the two alternate; on 2
-# cores that slowed both 5-80x (bench/bench_threads.py measures this). Kept if the user set it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from fastnn import _kernels  # noqa: E402
+def _load_kernels():
+    """Imports the extension with OMP_WAIT_POLICY=PASSIVE unless the user chose a policy.
+
+    libgomp reads OMP_WAIT_POLICY once, when it loads with the extension. PASSIVE: threads that
+    finish a parallel region sleep at once instead of spinning for ~0.3 ms, since a spinning
+    team steals the cores NumPy's OpenBLAS threads need when the two alternate (on 2 cores that
+    slowed both 5-80x; `python -m fastnn.bench.threads` measures it). The variable is restored
+    afterwards so that OpenMP runtimes loaded later (torch bundles its own) keep their default.
+    """
+    import importlib
+
+    user_policy = os.environ.get("OMP_WAIT_POLICY")
+    if user_policy is None:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        return importlib.import_module("fastnn._kernels")
+    finally:
+        if user_policy is None:
+            del os.environ["OMP_WAIT_POLICY"]
+
+
+_kernels = _load_kernels()
+WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
 
 ISA_NAMES = _kernels.ISA_NAMES
 _isa_reason = ""
