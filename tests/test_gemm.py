@@ -67,7 +67,7 @@ def test_block_edges(isa, gemm_path, n_threads, rng):
 
 
 @pytest.mark.parametrize("which", ["mc", "nc"])
-def test_cache_block_edges(isa, rng, which):
+def test_cache_block_edges(isa, gemm_path, rng, which):
     blocking = _kernels.gemm_blocking()
     size = blocking[which]
     for d in (size - 1, size + 1):
