@@ -71,10 +71,43 @@ static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
                                              .pack_t = fnn_gemm_pack_t_f32_avx512};
 #endif
 
-static fnn_kernel_table table_ref = {FNN_ISA_REF, {0}, fnn_act_fwd_f32_ref};
+static fnn_kernel_table table_ref = {
+    .isa = FNN_ISA_REF,
+    .act_fwd = fnn_act_fwd_f32_ref,
+    .act_bwd = fnn_act_bwd_f32_ref,
+    .row_max = fnn_row_max_f32_ref,
+    .exp_sum = fnn_exp_sum_f32_ref,
+    .dot = fnn_dot_f32_ref,
+    .sgd = fnn_sgd_f32_ref,
+    .adam = fnn_adam_f32_ref,
+    .rmsprop = fnn_rmsprop_f32_ref,
+    .dropout = fnn_dropout_f32_ref,
+};
 #ifdef FNN_X86_64
-static fnn_kernel_table table_avx2 = {FNN_ISA_AVX2, {0}, fnn_act_fwd_f32_ref};
-static fnn_kernel_table table_avx512 = {FNN_ISA_AVX512, {0}, fnn_act_fwd_f32_ref};
+static fnn_kernel_table table_avx2 = {
+    .isa = FNN_ISA_AVX2,
+    .act_fwd = fnn_act_fwd_f32_avx2,
+    .act_bwd = fnn_act_bwd_f32_avx2,
+    .row_max = fnn_row_max_f32_avx2,
+    .exp_sum = fnn_exp_sum_f32_avx2,
+    .dot = fnn_dot_f32_avx2,
+    .sgd = fnn_sgd_f32_avx2,
+    .adam = fnn_adam_f32_avx2,
+    .rmsprop = fnn_rmsprop_f32_avx2,
+    .dropout = fnn_dropout_f32_avx2,
+};
+static fnn_kernel_table table_avx512 = {
+    .isa = FNN_ISA_AVX512,
+    .act_fwd = fnn_act_fwd_f32_avx512,
+    .act_bwd = fnn_act_bwd_f32_avx512,
+    .row_max = fnn_row_max_f32_avx512,
+    .exp_sum = fnn_exp_sum_f32_avx512,
+    .dot = fnn_dot_f32_avx512,
+    .sgd = fnn_sgd_f32_avx512,
+    .adam = fnn_adam_f32_avx512,
+    .rmsprop = fnn_rmsprop_f32_avx512,
+    .dropout = fnn_dropout_f32_avx512,
+};
 #endif
 
 /* The only global mutable state: which table is selected, and the CPU's best level. Written

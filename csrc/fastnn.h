@@ -106,6 +106,97 @@ typedef struct {
 
 fnn_gemm_blocking fnn_gemm_get_blocking(void);
 
+/* ---------------------------------------------------------------------------------------------
+ * Element-wise kernels of a dense network: activations and their gradients, bias gradient,
+ * fused softmax / sigmoid cross-entropy, optimizer updates, dropout (csrc/eltwise*.c, loss.c,
+ * optim.c, dropout.c). All arrays are contiguous float32 unless stated otherwise.
+ * Threads split arrays at multiples of 64 elements (whole rows for row-wise ops) and every
+ * reduction has one fixed order, so results are bitwise identical for every n_threads.
+ * Element-wise results may differ between ISAs by a few ulp (vector exp/tanh/erf); optimizer
+ * updates and dropout are bitwise identical on every ISA.
+ */
+
+/* y = act(x) over rows x cols. Softmax normalises each row (cols elements, max-subtracted);
+ * the others are element-wise. y may be x itself (in place) but must not overlap it otherwise.
+ * NaN propagates; act_alpha as for the GEMM epilogue (leaky_relu slope, elu alpha).
+ * Returns FNN_OK or FNN_ERR_ARG (negative size, NULL with nonzero size, unknown act). */
+fnn_status fnn_act_fwd_f32(fnn_act act, float act_alpha, int64_t rows, int64_t cols,
+                           const float *x, float *y, int n_threads);
+
+/* dx = dL/dpreact, given y = act(preact) and dy = dL/dy, all rows x cols. Overwrites dx.
+ * From y: relu (dy where y > 0), sigmoid dy*y*(1-y), tanh dy*(1-y^2), elu (dy*(y+alpha) where
+ * y <= 0), leaky_relu (alpha*dy where y <= 0), softmax y*(dy - sum_row(dy*y)); elu and
+ * leaky_relu need act_alpha >= 0 (y > 0 exactly where preact > 0). From preact: gelu
+ * (exact erf form); preact may be NULL for every other act. linear: dx = dy.
+ * A NaN in y (or preact for gelu) gives NaN in dx. dx may be dy itself; it must not overlap
+ * preact or y. Returns FNN_OK or FNN_ERR_ARG (also: gelu without preact, act_alpha < 0). */
+fnn_status fnn_act_bwd_f32(fnn_act act, float act_alpha, int64_t rows, int64_t cols,
+                           const float *preact, const float *y, const float *dy, float *dx,
+                           int n_threads);
+
+/* db[j] = sum_i dy[i][j] over rows x cols (the bias gradient). Overwrites db (cols floats),
+ * which must not overlap dy. Each column is summed in blocks of 64 rows, the block sums then
+ * added in row order: one fixed order. Returns FNN_OK or FNN_ERR_ARG. */
+fnn_status fnn_bias_grad_f32(int64_t rows, int64_t cols, const float *dy, float *db,
+                             int n_threads);
+
+/* Softmax cross-entropy on logits z (batch x classes), fused and max-subtracted:
+ *   loss = mean_i(lse_i * sum_j t_ij - sum_j t_ij z_ij),  lse_i = log sum_j exp(z_ij),
+ *   grad = (softmax(z_i) * sum_j t_ij - t_i) / batch, i.e. (softmax - onehot) / batch.
+ * Sparse form: labels are int64 class indices (batch,), t = onehot(labels). Dense form: labels
+ * are float targets (batch x classes), one-hot or soft. *loss receives the mean (accumulated in
+ * double, per-row terms summed in a fixed order; 0 when batch == 0). grad may be NULL (loss
+ * only); it must not overlap logits or labels. Returns FNN_OK or FNN_ERR_ARG (also: a sparse
+ * label outside [0, classes), in which case grad and *loss are unspecified). */
+fnn_status fnn_softmax_xent_sparse_f32(int64_t batch, int64_t classes, const float *logits,
+                                       const int64_t *labels, float *grad, double *loss,
+                                       int n_threads);
+fnn_status fnn_softmax_xent_dense_f32(int64_t batch, int64_t classes, const float *logits,
+                                      const float *labels, float *grad, double *loss,
+                                      int n_threads);
+
+/* Sigmoid binary cross-entropy on n logits z with targets t (stable form):
+ *   loss = mean(max(z, 0) - z*t + log1p(exp(-|z|))),  grad = (sigmoid(z) - t) / n.
+ * grad may be NULL; it must not overlap logits or labels. Returns FNN_OK or FNN_ERR_ARG. */
+fnn_status fnn_sigmoid_bce_f32(int64_t n, const float *logits, const float *labels,
+                               float *grad, double *loss, int n_threads);
+
+/* Optimizer updates (Keras 3 rules), one fused pass over n parameters, in place. The
+ * hyperparameters are doubles and become float32 constants as Keras computes them (1 - beta_1
+ * in double, then rounded); the per-element arithmetic is float32 in Keras's operation order,
+ * without FMA contraction, so every ISA gives the same bits. Slot arrays (velocity, m, v, ms,
+ * mom) must not overlap param or grad or each other.
+ *
+ * SGD: momentum == 0 (velocity may be NULL): w -= lr*g. Otherwise v = momentum*v - lr*g, then
+ *   w += v, or with nesterov w += momentum*v - lr*g.
+ * Adam: step >= 1 counts updates. alpha = lr*sqrt(1 - beta_2^step) / (1 - beta_1^step) (float32
+ *   powf); m += (g - m)*(1 - beta_1); v += (g*g - v)*(1 - beta_2);
+ *   w -= m*alpha / (sqrt(v) + epsilon).
+ * RMSprop (centered=False): ms = rho*ms + (1 - rho)*(g*g); inc = lr*g / sqrt(ms + epsilon);
+ *   momentum > 0: mom = momentum*mom + inc, w -= mom (mom may be NULL when momentum == 0);
+ *   else w -= inc.
+ * Return FNN_OK or FNN_ERR_ARG (NULL array, n < 0, step < 1). */
+fnn_status fnn_sgd_update_f32(int64_t n, float *param, const float *grad, float *velocity,
+                              double lr, double momentum, int nesterov, int n_threads);
+fnn_status fnn_adam_update_f32(int64_t n, float *param, const float *grad, float *m, float *v,
+                               double lr, double beta_1, double beta_2, double epsilon,
+                               int64_t step, int n_threads);
+fnn_status fnn_rmsprop_update_f32(int64_t n, float *param, const float *grad, float *ms,
+                                  float *mom, double lr, double rho, double momentum,
+                                  double epsilon, int n_threads);
+
+/* Inverted dropout over n elements, 0 <= rate < 1. Element i is kept when the 32-bit word i
+ * of the counter-based stream keyed by seed (splitmix64 of seed, then of seed-key + counter)
+ * is >= round(rate * 2^32), so the mask depends on (seed, i) only: the same for every thread
+ * count and ISA. mask[i] = 1 (kept) or 0; y = x * mask * scale with scale = float(1/(1-rate))
+ * (a dropped NaN stays NaN). y may be x itself.
+ * Backward: dx = dy * mask * scale (overwrites dx; dx may be dy itself).
+ * Return FNN_OK or FNN_ERR_ARG (rate outside [0, 1), NULL with n > 0). */
+fnn_status fnn_dropout_fwd_f32(int64_t n, const float *x, float rate, uint64_t seed,
+                               uint8_t *mask, float *y, int n_threads);
+fnn_status fnn_dropout_bwd_f32(int64_t n, const float *dy, const uint8_t *mask, float rate,
+                               float *dx, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

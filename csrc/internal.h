@@ -135,14 +135,118 @@ typedef void (*fnn_act_fwd_fn)(fnn_act act, float act_alpha, const float *x, flo
 
 void fnn_act_fwd_f32_ref(fnn_act act, float act_alpha, const float *x, float *y, int64_t n);
 
+/* ---------------------------------------------------------------------------------------------
+ * More element-wise kernels of one ISA (eltwise*.c, optim.c, dropout.c). Each is
+ * single-threaded and works on n contiguous elements; the public wrappers split work between
+ * threads. act_fwd / act_bwd take any fnn_act but softmax (row-wise: see eltwise.c). The
+ * scalar formulas live in eltwise_scalar.h, shared by the ref kernels and the vector tails.
+ */
+typedef void (*fnn_act_bwd_fn)(fnn_act act, float act_alpha, const float *preact,
+                               const float *y, const float *dy, float *dx, int64_t n);
+/* Largest of x[0..n), n >= 1 (NaN handling: unspecified, the caller's exp sum propagates it). */
+typedef float (*fnn_row_max_fn)(const float *x, int64_t n);
+/* y[i] = exp(x[i] - shift); returns sum_i y[i], lanes summed in a fixed order. y may be x. */
+typedef float (*fnn_exp_sum_fn)(const float *x, float shift, float *y, int64_t n);
+/* sum_i a[i] * b[i], lanes summed in a fixed order. */
+typedef float (*fnn_dot_fn)(const float *a, const float *b, int64_t n);
+
+void fnn_act_bwd_f32_ref(fnn_act act, float act_alpha, const float *preact, const float *y,
+                         const float *dy, float *dx, int64_t n);
+float fnn_row_max_f32_ref(const float *x, int64_t n);
+float fnn_exp_sum_f32_ref(const float *x, float shift, float *y, int64_t n);
+float fnn_dot_f32_ref(const float *a, const float *b, int64_t n);
+void fnn_act_fwd_f32_avx2(fnn_act act, float act_alpha, const float *x, float *y, int64_t n);
+void fnn_act_bwd_f32_avx2(fnn_act act, float act_alpha, const float *preact, const float *y,
+                          const float *dy, float *dx, int64_t n);
+float fnn_row_max_f32_avx2(const float *x, int64_t n);
+float fnn_exp_sum_f32_avx2(const float *x, float shift, float *y, int64_t n);
+float fnn_dot_f32_avx2(const float *a, const float *b, int64_t n);
+void fnn_act_fwd_f32_avx512(fnn_act act, float act_alpha, const float *x, float *y, int64_t n);
+void fnn_act_bwd_f32_avx512(fnn_act act, float act_alpha, const float *preact, const float *y,
+                            const float *dy, float *dx, int64_t n);
+float fnn_row_max_f32_avx512(const float *x, int64_t n);
+float fnn_exp_sum_f32_avx512(const float *x, float shift, float *y, int64_t n);
+float fnn_dot_f32_avx512(const float *a, const float *b, int64_t n);
+
+/* Optimizer updates over n elements with their float32 constants (optim.c computes them from
+ * the double hyperparameters). Compiler-vectorized per ISA, never FMA-contracted: every ISA
+ * gives the same bits. */
+typedef struct {
+    float lr, momentum;
+    int nesterov;
+} fnn_sgd_consts;
+typedef struct {
+    float alpha, one_minus_beta_1, one_minus_beta_2, epsilon;
+} fnn_adam_consts;
+typedef struct {
+    float lr, rho, one_minus_rho, momentum, epsilon;
+} fnn_rmsprop_consts;
+typedef void (*fnn_sgd_fn)(const fnn_sgd_consts *c, int64_t n, float *param, const float *grad,
+                           float *velocity);
+typedef void (*fnn_adam_fn)(const fnn_adam_consts *c, int64_t n, float *param,
+                            const float *grad, float *m, float *v);
+typedef void (*fnn_rmsprop_fn)(const fnn_rmsprop_consts *c, int64_t n, float *param,
+                               const float *grad, float *ms, float *mom);
+
+void fnn_sgd_f32_ref(const fnn_sgd_consts *c, int64_t n, float *param, const float *grad,
+                     float *velocity);
+void fnn_adam_f32_ref(const fnn_adam_consts *c, int64_t n, float *param, const float *grad,
+                      float *m, float *v);
+void fnn_rmsprop_f32_ref(const fnn_rmsprop_consts *c, int64_t n, float *param,
+                         const float *grad, float *ms, float *mom);
+void fnn_sgd_f32_avx2(const fnn_sgd_consts *c, int64_t n, float *param, const float *grad,
+                      float *velocity);
+void fnn_adam_f32_avx2(const fnn_adam_consts *c, int64_t n, float *param, const float *grad,
+                       float *m, float *v);
+void fnn_rmsprop_f32_avx2(const fnn_rmsprop_consts *c, int64_t n, float *param,
+                          const float *grad, float *ms, float *mom);
+void fnn_sgd_f32_avx512(const fnn_sgd_consts *c, int64_t n, float *param, const float *grad,
+                        float *velocity);
+void fnn_adam_f32_avx512(const fnn_adam_consts *c, int64_t n, float *param, const float *grad,
+                         float *m, float *v);
+void fnn_rmsprop_f32_avx512(const fnn_rmsprop_consts *c, int64_t n, float *param,
+                            const float *grad, float *ms, float *mom);
+
+/* Threads worth waking for `work` streaming-element units (see eltwise.c), at most n_threads. */
+int fnn_eltwise_threads(double work, int n_threads);
+
+/* Calls fn(ctx, begin, end) on nt contiguous ranges covering [0, n), each starting at a
+ * multiple of `align`, so the split (and a vector kernel's tail) never depends on nt beyond
+ * which thread runs a range. Opens one parallel region when nt > 1. */
+typedef void (*fnn_range_fn)(void *ctx, int64_t begin, int64_t end);
+void fnn_parallel_ranges(int64_t n, int64_t align, int nt, fnn_range_fn fn, void *ctx);
+
+/* Dropout forward over elements [i0, i0 + n) of an array (x, mask, y point at element i0; i0
+ * even): mask[i] = word(key, i0 + i) >= threshold, y[i] = x[i] * (mask[i] ? scale : 0). */
+typedef void (*fnn_dropout_fn)(uint64_t key, uint32_t threshold, float scale, int64_t i0,
+                               int64_t n, const float *x, uint8_t *mask, float *y);
+void fnn_dropout_f32_ref(uint64_t key, uint32_t threshold, float scale, int64_t i0, int64_t n,
+                         const float *x, uint8_t *mask, float *y);
+void fnn_dropout_f32_avx2(uint64_t key, uint32_t threshold, float scale, int64_t i0, int64_t n,
+                          const float *x, uint8_t *mask, float *y);
+void fnn_dropout_f32_avx512(uint64_t key, uint32_t threshold, float scale, int64_t i0,
+                            int64_t n, const float *x, uint8_t *mask, float *y);
+
 /* The kernel table of the selected ISA. Filled once per fnn_set_isa(); callers never see ISAs. */
 typedef struct {
     fnn_isa isa;
     fnn_gemm_cfg gemm;
     fnn_act_fwd_fn act_fwd;
+    /* element-wise kernels of a dense network (eltwise*.c, optim.c, dropout.c) */
+    fnn_act_bwd_fn act_bwd;
+    fnn_row_max_fn row_max;
+    fnn_exp_sum_fn exp_sum;
+    fnn_dot_fn dot;
+    fnn_sgd_fn sgd;
+    fnn_adam_fn adam;
+    fnn_rmsprop_fn rmsprop;
+    fnn_dropout_fn dropout;
 } fnn_kernel_table;
 
 const fnn_kernel_table *fnn_kernels(void);
+
+/* y = softmax(x) over one row of cols >= 1 floats with the given table's kernels; y may be x. */
+void fnn_softmax_row(const fnn_kernel_table *kt, const float *x, float *y, int64_t cols);
 
 /* ---------------------------------------------------------------------------------------------
  * The GEMM framework's internal entry points, for conv2d, lstm and the public wrappers.

@@ -1,5 +1,5 @@
 # Line-for-line mirror of csrc/fastnn.h. No logic here.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 cdef extern from "fastnn.h" nogil:
     ctypedef enum fnn_status:
@@ -62,3 +62,32 @@ cdef extern from "fastnn.h" nogil:
         int64_t mr, nr, mc, kc, nc
 
     fnn_gemm_blocking fnn_gemm_get_blocking() noexcept
+
+    fnn_status fnn_act_fwd_f32(fnn_act act, float act_alpha, int64_t rows, int64_t cols,
+                               const float *x, float *y, int n_threads) noexcept
+    fnn_status fnn_act_bwd_f32(fnn_act act, float act_alpha, int64_t rows, int64_t cols,
+                               const float *preact, const float *y, const float *dy, float *dx,
+                               int n_threads) noexcept
+    fnn_status fnn_bias_grad_f32(int64_t rows, int64_t cols, const float *dy, float *db,
+                                 int n_threads) noexcept
+    fnn_status fnn_softmax_xent_sparse_f32(int64_t batch, int64_t classes, const float *logits,
+                                           const int64_t *labels, float *grad, double *loss,
+                                           int n_threads) noexcept
+    fnn_status fnn_softmax_xent_dense_f32(int64_t batch, int64_t classes, const float *logits,
+                                          const float *labels, float *grad, double *loss,
+                                          int n_threads) noexcept
+    fnn_status fnn_sigmoid_bce_f32(int64_t n, const float *logits, const float *labels,
+                                   float *grad, double *loss, int n_threads) noexcept
+    fnn_status fnn_sgd_update_f32(int64_t n, float *param, const float *grad, float *velocity,
+                                  double lr, double momentum, int nesterov,
+                                  int n_threads) noexcept
+    fnn_status fnn_adam_update_f32(int64_t n, float *param, const float *grad, float *m,
+                                   float *v, double lr, double beta_1, double beta_2,
+                                   double epsilon, int64_t step, int n_threads) noexcept
+    fnn_status fnn_rmsprop_update_f32(int64_t n, float *param, const float *grad, float *ms,
+                                      float *mom, double lr, double rho, double momentum,
+                                      double epsilon, int n_threads) noexcept
+    fnn_status fnn_dropout_fwd_f32(int64_t n, const float *x, float rate, uint64_t seed,
+                                   uint8_t *mask, float *y, int n_threads) noexcept
+    fnn_status fnn_dropout_bwd_f32(int64_t n, const float *dy, const uint8_t *mask, float rate,
+                                   float *dx, int n_threads) noexcept

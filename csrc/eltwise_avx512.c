@@ -1,0 +1,269 @@
+/* eltwise_avx512.c - AVX-512 activations, gradients and row reductions, 16 floats a step; the
+ * scalar tails use eltwise_scalar.h. Same algorithms and constants as eltwise_avx2.c (see its
+ * header for the method and the error bounds); comparisons produce mask registers. */
+#include "eltwise_scalar.h"
+
+#ifdef FNN_X86_64
+#include <float.h>
+#include <immintrin.h>
+
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693147182464599609375f
+#define LN2_LO -1.904654299957768e-09f
+
+static inline FNN_TARGET_AVX512 __m512 expm1_poly(__m512 r) {
+    __m512 p = _mm512_set1_ps(1.9846914801746607e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3940617209300399e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.333387784659863e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1666362434625626e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666666567325592e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    return _mm512_fmadd_ps(_mm512_mul_ps(r, r), p, r);
+}
+
+static inline FNN_TARGET_AVX512 __m512 reduce(__m512 x, __m512 *n) {
+    *n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_fnmadd_ps(*n, _mm512_set1_ps(LN2_HI), x);
+    return _mm512_fnmadd_ps(*n, _mm512_set1_ps(LN2_LO), r);
+}
+
+static inline FNN_TARGET_AVX512 __m512 pow2i(__m512i n) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23));
+}
+
+static inline FNN_TARGET_AVX512 __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+    x = _mm512_min_ps(_mm512_set1_ps(88.8f), x);
+    __m512 n;
+    const __m512 p = _mm512_add_ps(expm1_poly(reduce(x, &n)), _mm512_set1_ps(1.0f));
+    const __m512i ni = _mm512_cvtps_epi32(n);
+    const __m512i n1 = _mm512_srai_epi32(ni, 1);
+    return _mm512_mul_ps(_mm512_mul_ps(p, pow2i(n1)), pow2i(_mm512_sub_epi32(ni, n1)));
+}
+
+static inline FNN_TARGET_AVX512 __m512 expm1_neg16(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
+    __m512 n;
+    const __m512 q = expm1_poly(reduce(x, &n));
+    const __m512 s = pow2i(_mm512_cvtps_epi32(n));
+    return _mm512_fmadd_ps(s, q, _mm512_sub_ps(s, _mm512_set1_ps(1.0f)));
+}
+
+static inline FNN_TARGET_AVX512 __m512 abs16(__m512 x) {
+    return _mm512_castsi512_ps(
+        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
+}
+
+static inline FNN_TARGET_AVX512 __m512 sigmoid16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), abs16(x)));
+    const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
+    return _mm512_div_ps(_mm512_mask_mov_ps(e, pos, one), _mm512_add_ps(one, e));
+}
+
+static inline FNN_TARGET_AVX512 __m512 tanh16(__m512 x) {
+    const __m512 em1 = expm1_neg16(_mm512_mul_ps(abs16(x), _mm512_set1_ps(-2.0f)));
+    const __m512 t = _mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), em1),
+                                   _mm512_add_ps(em1, _mm512_set1_ps(2.0f)));
+    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+}
+
+static inline FNN_TARGET_AVX512 __m512 elu16(__m512 x, __m512 alpha) {
+    const __m512 em1 = expm1_neg16(_mm512_min_ps(_mm512_setzero_ps(), x));
+    const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_mask_mov_ps(_mm512_mul_ps(alpha, em1), pos, x);
+}
+
+static inline FNN_TARGET_AVX512 __m512 phi16(__m512 x, __m512 *e_out, __m512 *xs_out) {
+    const __m512 xs =
+        _mm512_min_ps(_mm512_set1_ps(20.0f), _mm512_max_ps(_mm512_set1_ps(-20.0f), x));
+    const __m512 a = abs16(xs);
+    const __m512 hi = _mm512_mul_ps(a, a);
+    const __m512 lo = _mm512_fmsub_ps(a, a, hi);
+    __m512 e = exp16(_mm512_mul_ps(hi, _mm512_set1_ps(-0.5f)));
+    e = _mm512_fmadd_ps(e, _mm512_mul_ps(lo, _mm512_set1_ps(-0.5f)), e);
+    __m512 p = _mm512_set1_ps(3.955731634050608e-3f);
+    p = _mm512_fmadd_ps(p, a, _mm512_set1_ps(3.958611190319061e-2f));
+    p = _mm512_fmadd_ps(p, a, _mm512_set1_ps(1.8018721044063568e-1f));
+    p = _mm512_fmadd_ps(p, a, _mm512_set1_ps(4.3427714705467224e-1f));
+    p = _mm512_fmadd_ps(p, a, _mm512_set1_ps(0.5f));
+    __m512 q = _mm512_set1_ps(9.915407747030258e-3f);
+    q = _mm512_fmadd_ps(q, a, _mm512_set1_ps(9.923510998487473e-2f));
+    q = _mm512_fmadd_ps(q, a, _mm512_set1_ps(4.614095687866211e-1f));
+    q = _mm512_fmadd_ps(q, a, _mm512_set1_ps(1.1899974346160889f));
+    q = _mm512_fmadd_ps(q, a, _mm512_set1_ps(1.666439175605774f));
+    q = _mm512_fmadd_ps(q, a, _mm512_set1_ps(1.0f));
+    const __m512 tail = _mm512_mul_ps(e, _mm512_div_ps(p, q));
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    *e_out = e;
+    *xs_out = xs;
+    return _mm512_mask_mov_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), tail), neg, tail);
+}
+
+static inline FNN_TARGET_AVX512 __m512 gelu16(__m512 x) {
+    __m512 e, xs;
+    const __m512 cdf = phi16(x, &e, &xs);
+    return _mm512_mul_ps(_mm512_max_ps(_mm512_set1_ps(-FLT_MAX), x), cdf);
+}
+
+static inline FNN_TARGET_AVX512 __m512 gelu_grad16(__m512 x) {
+    __m512 e, xs;
+    const __m512 cdf = phi16(x, &e, &xs);
+    return _mm512_fmadd_ps(_mm512_mul_ps(xs, _mm512_set1_ps((float)FNN_INV_SQRT_2PI)), e, cdf);
+}
+
+FNN_TARGET_AVX512 void fnn_act_fwd_f32_avx512(fnn_act act, float act_alpha, const float *x,
+                                              float *y, int64_t n) {
+    const int64_t nv = n & ~(int64_t)15;
+    const __m512 zero = _mm512_setzero_ps(), alpha = _mm512_set1_ps(act_alpha);
+    int64_t i = 0;
+    switch (act) {
+    case FNN_ACT_RELU:
+        for (; i < nv; i += 16)
+            _mm512_storeu_ps(y + i, _mm512_max_ps(zero, _mm512_loadu_ps(x + i)));
+        break;
+    case FNN_ACT_SIGMOID:
+        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, sigmoid16(_mm512_loadu_ps(x + i)));
+        break;
+    case FNN_ACT_TANH:
+        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, tanh16(_mm512_loadu_ps(x + i)));
+        break;
+    case FNN_ACT_GELU:
+        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, gelu16(_mm512_loadu_ps(x + i)));
+        break;
+    case FNN_ACT_ELU:
+        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, elu16(_mm512_loadu_ps(x + i), alpha));
+        break;
+    case FNN_ACT_LEAKY_RELU:
+        for (; i < nv; i += 16) {
+            const __m512 v = _mm512_loadu_ps(x + i);
+            const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
+            _mm512_storeu_ps(y + i, _mm512_mask_mul_ps(v, neg, alpha, v));
+        }
+        break;
+    default: /* linear (softmax is row-wise, never here) */
+        if (y == x) return;
+        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, _mm512_loadu_ps(x + i));
+        break;
+    }
+    for (; i < n; i++) y[i] = fnn_act_scalar(act, act_alpha, x[i]);
+}
+
+FNN_TARGET_AVX512 void fnn_act_bwd_f32_avx512(fnn_act act, float act_alpha, const float *preact,
+                                              const float *y, const float *dy, float *dx,
+                                              int64_t n) {
+    const int64_t nv = n & ~(int64_t)15;
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    const __m512 alpha = _mm512_set1_ps(act_alpha);
+    int64_t i = 0;
+    switch (act) {
+    case FNN_ACT_RELU:
+        for (; i < nv; i += 16) {
+            const __m512 v = _mm512_loadu_ps(y + i);
+            const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+            const __m512 g = _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(dy + i));
+            const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            _mm512_storeu_ps(dx + i, _mm512_mask_mov_ps(g, nan, v));
+        }
+        break;
+    case FNN_ACT_SIGMOID:
+        for (; i < nv; i += 16) {
+            const __m512 v = _mm512_loadu_ps(y + i);
+            const __m512 d = _mm512_mul_ps(v, _mm512_sub_ps(one, v));
+            _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), d));
+        }
+        break;
+    case FNN_ACT_TANH:
+        for (; i < nv; i += 16) {
+            const __m512 v = _mm512_loadu_ps(y + i);
+            const __m512 d = _mm512_sub_ps(one, _mm512_mul_ps(v, v));
+            _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), d));
+        }
+        break;
+    case FNN_ACT_GELU:
+        for (; i < nv; i += 16)
+            _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i),
+                                                   gelu_grad16(_mm512_loadu_ps(preact + i))));
+        break;
+    case FNN_ACT_ELU:
+        for (; i < nv; i += 16) {
+            const __m512 v = _mm512_loadu_ps(y + i), g = _mm512_loadu_ps(dy + i);
+            const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+            _mm512_storeu_ps(dx + i, _mm512_mask_mov_ps(_mm512_mul_ps(g, _mm512_add_ps(v, alpha)),
+                                                        pos, g));
+        }
+        break;
+    case FNN_ACT_LEAKY_RELU:
+        for (; i < nv; i += 16) {
+            const __m512 v = _mm512_loadu_ps(y + i), g = _mm512_loadu_ps(dy + i);
+            const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+            const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            const __m512 r = _mm512_mask_mov_ps(_mm512_mul_ps(alpha, g), pos, g);
+            _mm512_storeu_ps(dx + i, _mm512_mask_mov_ps(r, nan, v));
+        }
+        break;
+    default: /* linear */
+        if (dx == dy) return;
+        for (; i < nv; i += 16) _mm512_storeu_ps(dx + i, _mm512_loadu_ps(dy + i));
+        break;
+    }
+    for (; i < n; i++) {
+        const float pre = preact != NULL ? preact[i] : 0.0f, v = y != NULL ? y[i] : 0.0f;
+        dx[i] = fnn_act_grad_scalar(act, act_alpha, pre, v, dy[i]);
+    }
+}
+
+/* Horizontal sum of 16 lanes in a fixed order (halving tree). */
+static inline FNN_TARGET_AVX512 float hsum16(__m512 v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+FNN_TARGET_AVX512 float fnn_row_max_f32_avx512(const float *x, int64_t n) {
+    const int64_t nv = n & ~(int64_t)15;
+    float m = x[0];
+    int64_t i = 0;
+    if (nv > 0) {
+        __m512 acc = _mm512_loadu_ps(x);
+        for (i = 16; i < nv; i += 16) acc = _mm512_max_ps(acc, _mm512_loadu_ps(x + i));
+        m = _mm512_reduce_max_ps(acc);
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+FNN_TARGET_AVX512 float fnn_exp_sum_f32_avx512(const float *x, float shift, float *y, int64_t n) {
+    const int64_t nv = n & ~(int64_t)15;
+    const __m512 s = _mm512_set1_ps(shift);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i < nv; i += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
+        _mm512_storeu_ps(y + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    float sum = hsum16(acc);
+    for (; i < n; i++) {
+        y[i] = expf(x[i] - shift);
+        sum += y[i];
+    }
+    return sum;
+}
+
+FNN_TARGET_AVX512 float fnn_dot_f32_avx512(const float *a, const float *b, int64_t n) {
+    const int64_t nv = n & ~(int64_t)15;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i < nv; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+    float sum = hsum16(acc);
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+#endif /* FNN_X86_64 */

@@ -1,0 +1,202 @@
+/* optim.c - SGD, Adam and RMSprop updates (Keras 3 rules), one fused pass over a parameter.
+ *
+ * Each rule is written once, as a static inline loop body in Keras's operation order. The
+ * per-ISA kernels are that body compiled with the ISA's target attribute, so the compiler
+ * vectorizes it (8 or 16 lanes); with -std=c11 GCC does not contract a*b+c into FMA, and sqrt
+ * and division are correctly rounded, so every ISA, every vector/tail split and the NumPy
+ * float32 reference in tests/test_optim_kernels.py agree bit for bit. */
+#include <math.h>
+
+#include "internal.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* Parameter elements a second thread must get before waking it pays. Adam streams 28 bytes
+ * an element; measured with bench/bench_eltwise.py --threshold on the project machine, 2
+ * threads break even near 32 K elements (SGD near 64 K: less work per byte). */
+#define FNN_OPTIM_MIN_PER_THREAD (64 * 1024)
+
+/* ---- the rules ------------------------------------------------------------------------------ */
+
+static ALWAYS_INLINE void sgd_body(const fnn_sgd_consts *c, int64_t n, float *FNN_RESTRICT param,
+                                   const float *FNN_RESTRICT grad, float *FNN_RESTRICT vel) {
+    const float lr = c->lr, mom = c->momentum;
+    if (vel == NULL) {
+        for (int64_t i = 0; i < n; i++) param[i] = param[i] - grad[i] * lr;
+    } else if (c->nesterov) {
+        for (int64_t i = 0; i < n; i++) {
+            const float v = vel[i] * mom - grad[i] * lr;
+            vel[i] = v;
+            param[i] = param[i] + (v * mom - grad[i] * lr);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const float v = vel[i] * mom - grad[i] * lr;
+            vel[i] = v;
+            param[i] = param[i] + v;
+        }
+    }
+}
+
+static ALWAYS_INLINE void adam_body(const fnn_adam_consts *c, int64_t n,
+                                    float *FNN_RESTRICT param, const float *FNN_RESTRICT grad,
+                                    float *FNN_RESTRICT m, float *FNN_RESTRICT v) {
+    const float alpha = c->alpha, b1 = c->one_minus_beta_1, b2 = c->one_minus_beta_2;
+    const float eps = c->epsilon;
+    for (int64_t i = 0; i < n; i++) {
+        const float g = grad[i];
+        const float mi = m[i] + (g - m[i]) * b1;
+        const float vi = v[i] + (g * g - v[i]) * b2;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = param[i] - (mi * alpha) / (sqrtf(vi) + eps);
+    }
+}
+
+static ALWAYS_INLINE void rmsprop_body(const fnn_rmsprop_consts *c, int64_t n,
+                                       float *FNN_RESTRICT param, const float *FNN_RESTRICT grad,
+                                       float *FNN_RESTRICT ms, float *FNN_RESTRICT mom) {
+    const float lr = c->lr, rho = c->rho, omr = c->one_minus_rho, eps = c->epsilon;
+    const float momentum = c->momentum;
+    if (mom == NULL) {
+        for (int64_t i = 0; i < n; i++) {
+            const float g = grad[i];
+            const float s = rho * ms[i] + omr * (g * g);
+            ms[i] = s;
+            param[i] = param[i] - (lr * g) / sqrtf(s + eps);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const float g = grad[i];
+            const float s = rho * ms[i] + omr * (g * g);
+            ms[i] = s;
+            const float u = momentum * mom[i] + (lr * g) / sqrtf(s + eps);
+            mom[i] = u;
+            param[i] = param[i] - u;
+        }
+    }
+}
+
+/* ---- per-ISA kernels (table entries) -------------------------------------------------------- */
+
+void fnn_sgd_f32_ref(const fnn_sgd_consts *c, int64_t n, float *param, const float *grad,
+                     float *velocity) {
+    sgd_body(c, n, param, grad, velocity);
+}
+void fnn_adam_f32_ref(const fnn_adam_consts *c, int64_t n, float *param, const float *grad,
+                      float *m, float *v) {
+    adam_body(c, n, param, grad, m, v);
+}
+void fnn_rmsprop_f32_ref(const fnn_rmsprop_consts *c, int64_t n, float *param,
+                         const float *grad, float *ms, float *mom) {
+    rmsprop_body(c, n, param, grad, ms, mom);
+}
+
+#ifdef FNN_X86_64
+FNN_TARGET_AVX2 void fnn_sgd_f32_avx2(const fnn_sgd_consts *c, int64_t n, float *param,
+                                      const float *grad, float *velocity) {
+    sgd_body(c, n, param, grad, velocity);
+}
+FNN_TARGET_AVX2 void fnn_adam_f32_avx2(const fnn_adam_consts *c, int64_t n, float *param,
+                                       const float *grad, float *m, float *v) {
+    adam_body(c, n, param, grad, m, v);
+}
+FNN_TARGET_AVX2 void fnn_rmsprop_f32_avx2(const fnn_rmsprop_consts *c, int64_t n, float *param,
+                                          const float *grad, float *ms, float *mom) {
+    rmsprop_body(c, n, param, grad, ms, mom);
+}
+FNN_TARGET_AVX512 void fnn_sgd_f32_avx512(const fnn_sgd_consts *c, int64_t n, float *param,
+                                          const float *grad, float *velocity) {
+    sgd_body(c, n, param, grad, velocity);
+}
+FNN_TARGET_AVX512 void fnn_adam_f32_avx512(const fnn_adam_consts *c, int64_t n, float *param,
+                                           const float *grad, float *m, float *v) {
+    adam_body(c, n, param, grad, m, v);
+}
+FNN_TARGET_AVX512 void fnn_rmsprop_f32_avx512(const fnn_rmsprop_consts *c, int64_t n,
+                                              float *param, const float *grad, float *ms,
+                                              float *mom) {
+    rmsprop_body(c, n, param, grad, ms, mom);
+}
+#endif
+
+/* ---- public entry points: constants as Keras computes them, then threads over ranges -------- */
+
+typedef struct {
+    const fnn_kernel_table *kt;
+    const void *consts;
+    float *param, *s1, *s2;
+    const float *grad;
+} optim_job;
+
+static void sgd_range(void *ctx, int64_t b, int64_t e) {
+    const optim_job *j = ctx;
+    j->kt->sgd(j->consts, e - b, j->param + b, j->grad + b, j->s1 != NULL ? j->s1 + b : NULL);
+}
+
+static void adam_range(void *ctx, int64_t b, int64_t e) {
+    const optim_job *j = ctx;
+    j->kt->adam(j->consts, e - b, j->param + b, j->grad + b, j->s1 + b, j->s2 + b);
+}
+
+static void rmsprop_range(void *ctx, int64_t b, int64_t e) {
+    const optim_job *j = ctx;
+    j->kt->rmsprop(j->consts, e - b, j->param + b, j->grad + b, j->s1 + b,
+                   j->s2 != NULL ? j->s2 + b : NULL);
+}
+
+static int optim_threads(int64_t n, int n_threads) {
+    int nt = fnn_effective_threads(n_threads);
+    const int64_t most = n / FNN_OPTIM_MIN_PER_THREAD;
+    if (most < nt) nt = most < 1 ? 1 : (int)most;
+    return nt;
+}
+
+fnn_status fnn_sgd_update_f32(int64_t n, float *param, const float *grad, float *velocity,
+                              double lr, double momentum, int nesterov, int n_threads) {
+    if (n < 0) return FNN_ERR_ARG;
+    if (n == 0) return FNN_OK;
+    if (param == NULL || grad == NULL || (momentum != 0.0 && velocity == NULL))
+        return FNN_ERR_ARG;
+    /* Keras: momentum == 0 has no velocity slot; the rule is w -= lr * g. */
+    const fnn_sgd_consts c = {(float)lr, (float)momentum, nesterov != 0};
+    optim_job job = {fnn_kernels(), &c, param, momentum != 0.0 ? velocity : NULL, NULL, grad};
+    fnn_parallel_ranges(n, 64, optim_threads(n, n_threads), sgd_range, &job);
+    return FNN_OK;
+}
+
+fnn_status fnn_adam_update_f32(int64_t n, float *param, const float *grad, float *m, float *v,
+                               double lr, double beta_1, double beta_2, double epsilon,
+                               int64_t step, int n_threads) {
+    if (n < 0 || step < 1) return FNN_ERR_ARG;
+    if (n == 0) return FNN_OK;
+    if (param == NULL || grad == NULL || m == NULL || v == NULL) return FNN_ERR_ARG;
+    /* Keras: beta powers in float32 (powf of the float32 betas and step), then
+     * alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t), left to right in float32. */
+    const float t = (float)step;
+    const float b1p = powf((float)beta_1, t), b2p = powf((float)beta_2, t);
+    const float alpha = (float)lr * sqrtf(1.0f - b2p) / (1.0f - b1p);
+    const fnn_adam_consts c = {alpha, (float)(1.0 - beta_1), (float)(1.0 - beta_2),
+                               (float)epsilon};
+    optim_job job = {fnn_kernels(), &c, param, m, v, grad};
+    fnn_parallel_ranges(n, 64, optim_threads(n, n_threads), adam_range, &job);
+    return FNN_OK;
+}
+
+fnn_status fnn_rmsprop_update_f32(int64_t n, float *param, const float *grad, float *ms,
+                                  float *mom, double lr, double rho, double momentum,
+                                  double epsilon, int n_threads) {
+    if (n < 0) return FNN_ERR_ARG;
+    if (n == 0) return FNN_OK;
+    if (param == NULL || grad == NULL || ms == NULL || (momentum > 0.0 && mom == NULL))
+        return FNN_ERR_ARG;
+    const fnn_rmsprop_consts c = {(float)lr, (float)rho, (float)(1.0 - rho), (float)momentum,
+                                  (float)epsilon};
+    optim_job job = {fnn_kernels(), &c, param, ms, momentum > 0.0 ? mom : NULL, grad};
+    fnn_parallel_ranges(n, 64, optim_threads(n, n_threads), rmsprop_range, &job);
+    return FNN_OK;
+}
