@@ -189,7 +189,7 @@ FNN_TARGET_AVX2 void fnn_act_bwd_f32_avx2(fnn_act act, float act_alpha, const fl
     case FNN_ACT_TANH:
         for (; i < nv; i += 8) {
             const __m256 v = _mm256_loadu_ps(y + i);
-            const __m256 d = _mm256_sub_ps(one, _mm256_mul_ps(v, v));
+            const __m256 d = _mm256_mul_ps(_mm256_sub_ps(one, v), _mm256_add_ps(one, v));
             _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), d));
         }
         break;

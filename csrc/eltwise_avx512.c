@@ -178,7 +178,7 @@ FNN_TARGET_AVX512 void fnn_act_bwd_f32_avx512(fnn_act act, float act_alpha, cons
     case FNN_ACT_TANH:
         for (; i < nv; i += 16) {
             const __m512 v = _mm512_loadu_ps(y + i);
-            const __m512 d = _mm512_sub_ps(one, _mm512_mul_ps(v, v));
+            const __m512 d = _mm512_mul_ps(_mm512_sub_ps(one, v), _mm512_add_ps(one, v));
             _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), d));
         }
         break;

@@ -66,7 +66,8 @@ static inline float fnn_relu_grad_f(float y, float dy) {
     return y > 0.0f ? dy : (y != y ? y : 0.0f);
 }
 static inline float fnn_sigmoid_grad_f(float y, float dy) { return dy * (y * (1.0f - y)); }
-static inline float fnn_tanh_grad_f(float y, float dy) { return dy * (1.0f - y * y); }
+/* 1 - y^2 as (1 - y)(1 + y): no cancellation as |y| -> 1 (1 - y is exact there). */
+static inline float fnn_tanh_grad_f(float y, float dy) { return dy * ((1.0f - y) * (1.0f + y)); }
 static inline float fnn_elu_grad_f(float y, float dy, float alpha) {
     return y > 0.0f ? dy : dy * (y + alpha);
 }

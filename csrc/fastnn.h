@@ -124,7 +124,7 @@ fnn_status fnn_act_fwd_f32(fnn_act act, float act_alpha, int64_t rows, int64_t c
                            const float *x, float *y, int n_threads);
 
 /* dx = dL/dpreact, given y = act(preact) and dy = dL/dy, all rows x cols. Overwrites dx.
- * From y: relu (dy where y > 0), sigmoid dy*y*(1-y), tanh dy*(1-y^2), elu (dy*(y+alpha) where
+ * From y: relu (dy where y > 0), sigmoid dy*y*(1-y), tanh dy*(1-y)(1+y), elu (dy*(y+alpha) where
  * y <= 0), leaky_relu (alpha*dy where y <= 0), softmax y*(dy - sum_row(dy*y)); elu and
  * leaky_relu need act_alpha >= 0 (y > 0 exactly where preact > 0). From preact: gelu
  * (exact erf form); preact may be NULL for every other act. linear: dx = dy.

@@ -42,7 +42,8 @@ static double xent_row(const xent_job *j, int64_t r) {
     float *g = j->grad != NULL ? j->grad + r * cols : NULL;
     const float m = j->kt->row_max(z, cols);
     const float s = row_exp_sum(j->kt, z, m, g, cols);
-    const double lse = (double)m + log((double)s);
+    /* lse - z_j = log(s) + (m - z_j): subtract m first, so a large max is not absorbed. */
+    const double log_s = log((double)s);
     const float batch = (float)j->rows, inv_s = 1.0f / s;
     if (j->sparse != NULL) {
         const int64_t label = j->sparse[r];
@@ -51,19 +52,19 @@ static double xent_row(const xent_job *j, int64_t r) {
             for (int64_t c = 0; c < cols; c++) g[c] = (g[c] * inv_s) / batch;
             g[label] = (p_label - 1.0f) / batch;
         }
-        return lse - (double)z[label];
+        return log_s + ((double)m - (double)z[label]);
     }
     const float *t = j->dense + r * cols;
-    double tsum = 0.0, tz = 0.0;
+    double tsum = 0.0, tz = 0.0; /* tz = sum_j t_j (m - z_j) */
     for (int64_t c = 0; c < cols; c++) {
         tsum += t[c];
-        tz += (double)t[c] * z[c];
+        tz += (double)t[c] * ((double)m - (double)z[c]);
     }
     if (g != NULL) {
         const float ts = (float)tsum;
         for (int64_t c = 0; c < cols; c++) g[c] = ((g[c] * inv_s) * ts - t[c]) / batch;
     }
-    return lse * tsum - tz;
+    return log_s * tsum + tz;
 }
 
 static void xent_range(void *ctx, int64_t b, int64_t e) {
