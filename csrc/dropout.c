@@ -26,25 +26,29 @@ static ALWAYS_INLINE uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-/* Elements [i0, i0 + n), i0 even; x, mask, y point at element i0. */
+#define WORDS 64 /* 64-bit words (128 elements) hashed per block */
+
+/* Elements [i0, i0 + n), i0 even; x, mask, y point at element i0. Per block: hash the words
+ * into a buffer of 32-bit halves (low half: element 2j), then apply them: two simple loops the
+ * compiler vectorizes. */
 static ALWAYS_INLINE void dropout_body(uint64_t key, uint32_t threshold, float scale, int64_t i0,
-                                       int64_t n, const float *x,
-                                       uint8_t *FNN_RESTRICT mask, float *y) {
-    const uint64_t j0 = (uint64_t)i0 / 2;
-    const int64_t pairs = n / 2;
-    for (int64_t p = 0; p < pairs; p++) {
-        const uint64_t w = mix64(key + (j0 + (uint64_t)p + 1) * GOLDEN_GAMMA);
-        const uint8_t k0 = (uint32_t)w >= threshold, k1 = (uint32_t)(w >> 32) >= threshold;
-        mask[2 * p] = k0;
-        mask[2 * p + 1] = k1;
-        y[2 * p] = x[2 * p] * (k0 ? scale : 0.0f);
-        y[2 * p + 1] = x[2 * p + 1] * (k1 ? scale : 0.0f);
-    }
-    if (n % 2 != 0) {
-        const uint64_t w = mix64(key + (j0 + (uint64_t)pairs + 1) * GOLDEN_GAMMA);
-        const uint8_t k0 = (uint32_t)w >= threshold;
-        mask[n - 1] = k0;
-        y[n - 1] = x[n - 1] * (k0 ? scale : 0.0f);
+                                       int64_t n, const float *x, uint8_t *FNN_RESTRICT mask,
+                                       float *y) {
+    FNN_ALIGNED(64) uint32_t halves[2 * WORDS];
+    const uint64_t j0 = (uint64_t)i0 / 2 + 1;
+    for (int64_t b = 0; b < n; b += 2 * WORDS) {
+        const int64_t len = FNN_MIN(2 * WORDS, n - b);
+        const uint64_t jb = j0 + (uint64_t)b / 2;
+        for (int64_t j = 0; j < WORDS; j++) {
+            const uint64_t w = mix64(key + (jb + (uint64_t)j) * GOLDEN_GAMMA);
+            halves[2 * j] = (uint32_t)w;
+            halves[2 * j + 1] = (uint32_t)(w >> 32);
+        }
+        for (int64_t i = 0; i < len; i++) {
+            const uint8_t keep = halves[i] >= threshold;
+            mask[b + i] = keep;
+            y[b + i] = x[b + i] * (keep ? scale : 0.0f);
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 #ifdef FNN_X86_64
 #include <float.h>
 #include <immintrin.h>
+#include <math.h>
 
 #define LOG2E 1.44269504088896341f
 #define LN2_HI 0.693147182464599609375f
@@ -69,18 +70,28 @@ static inline FNN_TARGET_AVX2 __m256 abs8(__m256 x) {
     return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
 }
 
+/* a / b for finite b >= 1 (every denominator here): a 12-bit reciprocal, one Newton step and
+ * one residual correction of the quotient, within 1 ulp of a / b and cheaper than vdivps. */
+static inline FNN_TARGET_AVX2 __m256 div8(__m256 a, __m256 b) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 r = _mm256_rcp_ps(b);
+    r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(b, r, one), r);
+    const __m256 q = _mm256_mul_ps(a, r);
+    return _mm256_fmadd_ps(_mm256_fnmadd_ps(q, b, a), r, q);
+}
+
 static inline FNN_TARGET_AVX2 __m256 sigmoid8(__m256 x) {
     const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), abs8(x)));
     const __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
     const __m256 num = _mm256_blendv_ps(e, _mm256_set1_ps(1.0f), pos);
-    return _mm256_div_ps(num, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    return div8(num, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
 static inline FNN_TARGET_AVX2 __m256 tanh8(__m256 x) {
     const __m256 a = abs8(x);
     const __m256 em1 = expm1_neg8(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));
-    const __m256 t = _mm256_div_ps(_mm256_sub_ps(_mm256_setzero_ps(), em1),
-                                   _mm256_add_ps(em1, _mm256_set1_ps(2.0f)));
+    const __m256 t = div8(_mm256_sub_ps(_mm256_setzero_ps(), em1),
+                          _mm256_add_ps(em1, _mm256_set1_ps(2.0f)));
     return _mm256_or_ps(t, _mm256_and_ps(x, _mm256_set1_ps(-0.0f)));
 }
 
@@ -109,7 +120,7 @@ static inline FNN_TARGET_AVX2 __m256 phi8(__m256 x, __m256 *e_out, __m256 *xs_ou
     q = _mm256_fmadd_ps(q, a, _mm256_set1_ps(1.1899974346160889f));
     q = _mm256_fmadd_ps(q, a, _mm256_set1_ps(1.666439175605774f));
     q = _mm256_fmadd_ps(q, a, _mm256_set1_ps(1.0f));
-    const __m256 tail = _mm256_mul_ps(e, _mm256_div_ps(p, q)); /* Phi(-|x|) */
+    const __m256 tail = _mm256_mul_ps(e, div8(p, q)); /* Phi(-|x|) */
     const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
     *e_out = e;
     *xs_out = xs;
@@ -237,46 +248,52 @@ static inline FNN_TARGET_AVX2 float hmax8(__m256 v) {
     return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
 }
 
+/* The row reductions finish with a masked vector step instead of a scalar tail: rows are
+ * often shorter than a vector (10 classes), where the tail would be all the work. */
+static inline FNN_TARGET_AVX2 __m256i tail_mask(int64_t rest) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rest), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 FNN_TARGET_AVX2 float fnn_row_max_f32_avx2(const float *x, int64_t n) {
-    const int64_t nv = n & ~(int64_t)7;
-    float m = x[0];
+    __m256 acc = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
-    if (nv > 0) {
-        __m256 acc = _mm256_loadu_ps(x);
-        for (i = 8; i < nv; i += 8) acc = _mm256_max_ps(acc, _mm256_loadu_ps(x + i));
-        m = hmax8(acc);
+    for (; i + 8 <= n; i += 8) acc = _mm256_max_ps(acc, _mm256_loadu_ps(x + i));
+    if (i < n) {
+        const __m256i k = tail_mask(n - i);
+        const __m256 v = _mm256_blendv_ps(acc, _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k));
+        acc = _mm256_max_ps(acc, v);
     }
-    for (; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
+    return hmax8(acc);
 }
 
 FNN_TARGET_AVX2 float fnn_exp_sum_f32_avx2(const float *x, float shift, float *y, int64_t n) {
-    const int64_t nv = n & ~(int64_t)7;
     const __m256 s = _mm256_set1_ps(shift);
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i < nv; i += 8) {
+    for (; i + 8 <= n; i += 8) {
         const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
         _mm256_storeu_ps(y + i, e);
         acc = _mm256_add_ps(acc, e);
     }
-    float sum = hsum8(acc);
-    for (; i < n; i++) {
-        y[i] = expf(x[i] - shift);
-        sum += y[i];
+    if (i < n) {
+        const __m256i k = tail_mask(n - i);
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), s));
+        _mm256_maskstore_ps(y + i, k, e);
+        acc = _mm256_add_ps(acc, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
     }
-    return sum;
+    return hsum8(acc);
 }
 
 FNN_TARGET_AVX2 float fnn_dot_f32_avx2(const float *a, const float *b, int64_t n) {
-    const int64_t nv = n & ~(int64_t)7;
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i < nv; i += 8)
+    for (; i + 8 <= n; i += 8)
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-    float sum = hsum8(acc);
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
+    if (i < n) {
+        const __m256i k = tail_mask(n - i);
+        acc = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, k), _mm256_maskload_ps(b + i, k), acc);
+    }
+    return hsum8(acc);
 }
 
 #endif /* FNN_X86_64 */

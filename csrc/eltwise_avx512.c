@@ -6,6 +6,7 @@
 #ifdef FNN_X86_64
 #include <float.h>
 #include <immintrin.h>
+#include <math.h>
 
 #define LOG2E 1.44269504088896341f
 #define LN2_HI 0.693147182464599609375f
@@ -55,17 +56,28 @@ static inline FNN_TARGET_AVX512 __m512 abs16(__m512 x) {
         _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
 }
 
+/* a / b for finite b >= 1 (every denominator here): a 14-bit reciprocal, one Newton step and
+ * one residual correction of the quotient, within 1 ulp of a / b and about 3x the throughput
+ * of vdivps (which runs on one port only). */
+static inline FNN_TARGET_AVX512 __m512 div16(__m512 a, __m512 b) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 r = _mm512_rcp14_ps(b);
+    r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(b, r, one), r);
+    const __m512 q = _mm512_mul_ps(a, r);
+    return _mm512_fmadd_ps(_mm512_fnmadd_ps(q, b, a), r, q);
+}
+
 static inline FNN_TARGET_AVX512 __m512 sigmoid16(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), abs16(x)));
     const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
-    return _mm512_div_ps(_mm512_mask_mov_ps(e, pos, one), _mm512_add_ps(one, e));
+    return div16(_mm512_mask_mov_ps(e, pos, one), _mm512_add_ps(one, e));
 }
 
 static inline FNN_TARGET_AVX512 __m512 tanh16(__m512 x) {
     const __m512 em1 = expm1_neg16(_mm512_mul_ps(abs16(x), _mm512_set1_ps(-2.0f)));
-    const __m512 t = _mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), em1),
-                                   _mm512_add_ps(em1, _mm512_set1_ps(2.0f)));
+    const __m512 t = div16(_mm512_sub_ps(_mm512_setzero_ps(), em1),
+                           _mm512_add_ps(em1, _mm512_set1_ps(2.0f)));
     const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
     return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
 }
@@ -95,7 +107,7 @@ static inline FNN_TARGET_AVX512 __m512 phi16(__m512 x, __m512 *e_out, __m512 *xs
     q = _mm512_fmadd_ps(q, a, _mm512_set1_ps(1.1899974346160889f));
     q = _mm512_fmadd_ps(q, a, _mm512_set1_ps(1.666439175605774f));
     q = _mm512_fmadd_ps(q, a, _mm512_set1_ps(1.0f));
-    const __m512 tail = _mm512_mul_ps(e, _mm512_div_ps(p, q));
+    const __m512 tail = _mm512_mul_ps(e, div16(p, q));
     const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
     *e_out = e;
     *xs_out = xs;
@@ -224,46 +236,49 @@ static inline FNN_TARGET_AVX512 float hsum16(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
+/* The row reductions finish with a masked vector step instead of a scalar tail: rows are
+ * often shorter than a vector (10 classes), where the tail would be all the work. */
+static inline FNN_TARGET_AVX512 __mmask16 tail_mask(int64_t rest) {
+    return (__mmask16)((1u << rest) - 1u);
+}
+
 FNN_TARGET_AVX512 float fnn_row_max_f32_avx512(const float *x, int64_t n) {
-    const int64_t nv = n & ~(int64_t)15;
-    float m = x[0];
+    __m512 acc = _mm512_set1_ps(-INFINITY);
     int64_t i = 0;
-    if (nv > 0) {
-        __m512 acc = _mm512_loadu_ps(x);
-        for (i = 16; i < nv; i += 16) acc = _mm512_max_ps(acc, _mm512_loadu_ps(x + i));
-        m = _mm512_reduce_max_ps(acc);
-    }
-    for (; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
+    for (; i + 16 <= n; i += 16) acc = _mm512_max_ps(acc, _mm512_loadu_ps(x + i));
+    if (i < n) acc = _mm512_max_ps(acc, _mm512_mask_loadu_ps(acc, tail_mask(n - i), x + i));
+    return _mm512_reduce_max_ps(acc);
 }
 
 FNN_TARGET_AVX512 float fnn_exp_sum_f32_avx512(const float *x, float shift, float *y, int64_t n) {
-    const int64_t nv = n & ~(int64_t)15;
     const __m512 s = _mm512_set1_ps(shift);
     __m512 acc = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i < nv; i += 16) {
+    for (; i + 16 <= n; i += 16) {
         const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
         _mm512_storeu_ps(y + i, e);
         acc = _mm512_add_ps(acc, e);
     }
-    float sum = hsum16(acc);
-    for (; i < n; i++) {
-        y[i] = expf(x[i] - shift);
-        sum += y[i];
+    if (i < n) {
+        const __mmask16 k = tail_mask(n - i);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), s));
+        _mm512_mask_storeu_ps(y + i, k, e);
+        acc = _mm512_mask_add_ps(acc, k, acc, e);
     }
-    return sum;
+    return hsum16(acc);
 }
 
 FNN_TARGET_AVX512 float fnn_dot_f32_avx512(const float *a, const float *b, int64_t n) {
-    const int64_t nv = n & ~(int64_t)15;
     __m512 acc = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i < nv; i += 16)
+    for (; i + 16 <= n; i += 16)
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
-    float sum = hsum16(acc);
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
+    if (i < n) {
+        const __mmask16 k = tail_mask(n - i);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i),
+                              acc);
+    }
+    return hsum16(acc);
 }
 
 #endif /* FNN_X86_64 */
