@@ -13,10 +13,11 @@
 #define ALWAYS_INLINE inline
 #endif
 
-/* Elements a second thread must get before waking it pays (forward: a hash and 9 bytes of
- * traffic an element). Measured with bench/bench_eltwise.py --threshold: 2 threads break even
- * near 32 K elements on the project machine. */
-#define FNN_DROPOUT_MIN_PER_THREAD (64 * 1024)
+/* Work per element in the relu units of fnn_eltwise_threads (eltwise.c), measured with
+ * `python bench/bench_eltwise.py --threshold`: the forward pass (a hash per two elements, 9
+ * bytes of traffic) about 2.5, the backward about 1. */
+#define FWD_COST 2.5
+#define BWD_COST 1.0
 
 #define GOLDEN_GAMMA 0x9E3779B97F4A7C15ull
 
@@ -95,13 +96,6 @@ static void bwd_range(void *ctx, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) dx[i] = dy[i] * (mask[i] ? scale : 0.0f);
 }
 
-static int dropout_threads(int64_t n, int n_threads) {
-    int nt = fnn_effective_threads(n_threads);
-    const int64_t most = n / FNN_DROPOUT_MIN_PER_THREAD;
-    if (most < nt) nt = most < 1 ? 1 : (int)most;
-    return nt;
-}
-
 /* P(keep) = 1 - threshold / 2^32 = 1 - rate, to within 2^-33. */
 static uint32_t keep_threshold(float rate) {
     const double t = (double)rate * 4294967296.0 + 0.5;
@@ -115,7 +109,8 @@ fnn_status fnn_dropout_fwd_f32(int64_t n, const float *x, float rate, uint64_t s
     if (x == NULL || mask == NULL || y == NULL) return FNN_ERR_ARG;
     dropout_job job = {fnn_kernels(), mix64(seed), keep_threshold(rate),
                        (float)(1.0 / (1.0 - (double)rate)), x, NULL, mask, y};
-    fnn_parallel_ranges(n, 64, dropout_threads(n, n_threads), fwd_range, &job);
+    fnn_parallel_ranges(n, 64, fnn_eltwise_threads(FWD_COST * (double)n, n_threads), fwd_range,
+                        &job);
     return FNN_OK;
 }
 
@@ -126,6 +121,7 @@ fnn_status fnn_dropout_bwd_f32(int64_t n, const float *dy, const uint8_t *mask, 
     if (dy == NULL || mask == NULL || dx == NULL) return FNN_ERR_ARG;
     dropout_job job = {fnn_kernels(), 0, 0, (float)(1.0 / (1.0 - (double)rate)), dy, mask,
                        NULL, dx};
-    fnn_parallel_ranges(n, 64, dropout_threads(n, n_threads), bwd_range, &job);
+    fnn_parallel_ranges(n, 64, fnn_eltwise_threads(BWD_COST * (double)n, n_threads), bwd_range,
+                        &job);
     return FNN_OK;
 }

@@ -8,14 +8,16 @@
 #include <omp.h>
 #endif
 
-/* Work (in "streaming element" units, about 0.25 ns each on one core) a second thread must
- * get before waking it pays. Measured with bench/bench_eltwise.py --threshold on the project
- * machine: relu forward over n floats breaks even on 2 threads near n = 48 K (PASSIVE
- * OpenMP wait policy: a fork/join costs 10-20 us), the exp-based activations near 12 K. */
+/* Work a thread must get before waking it pays, in "relu units" (one element of a streaming
+ * pass such as relu forward: 0.19 ns on one core of the project machine). Measured with
+ * `python bench/bench_eltwise.py --threshold`: an OpenMP fork/join with the PASSIVE wait
+ * policy costs 5-7 us, so 2 threads break even near 12 us of work (relu at n = 52 K, adam at
+ * 19 K, dropout at 30 K); 64 K units (~12 us) per thread leaves a margin. Measured on the
+ * shared 2-core machine, so only the order of magnitude is trustworthy. */
 #define FNN_ELTWISE_MIN_WORK_PER_THREAD (64 * 1024)
 
-/* Relative cost per element of each activation (forward or backward), measured against relu
- * with the AVX-512 kernels: the exp-based ones cost about 4x, gelu about 8x. */
+/* Cost per element of each activation in relu units (same measurement, AVX-512 kernels):
+ * sigmoid / tanh / elu 4-5, gelu 6-8. Softmax is charged per element and per row (below). */
 static double act_cost(fnn_act act) {
     switch (act) {
     case FNN_ACT_SIGMOID:
@@ -25,6 +27,13 @@ static double act_cost(fnn_act act) {
     case FNN_ACT_GELU: return 8.0;
     default: return 1.0;
     }
+}
+
+/* Work of an activation pass over rows x cols; a softmax row also pays a fixed ~60 units
+ * (the max and sum reductions, the reciprocal). */
+static double act_work(fnn_act act, int64_t rows, int64_t cols) {
+    const double per_row = act == FNN_ACT_SOFTMAX ? 64.0 : 0.0;
+    return (double)rows * ((double)cols * act_cost(act) + per_row);
 }
 
 int fnn_eltwise_threads(double work, int n_threads) {
@@ -180,7 +189,7 @@ fnn_status fnn_act_fwd_f32(fnn_act act, float act_alpha, int64_t rows, int64_t c
     if (n == 0) return FNN_OK;
     if (x == NULL || y == NULL) return FNN_ERR_ARG;
     act_job job = {fnn_kernels(), act, act_alpha, cols, NULL, x, NULL, y};
-    const int nt = fnn_eltwise_threads((double)n * act_cost(act), n_threads);
+    const int nt = fnn_eltwise_threads(act_work(act, rows, cols), n_threads);
     if (act == FNN_ACT_SOFTMAX)
         fnn_parallel_ranges(rows, 1, nt, act_fwd_range, &job);
     else
@@ -199,7 +208,7 @@ fnn_status fnn_act_bwd_f32(fnn_act act, float act_alpha, int64_t rows, int64_t c
     if (dy == NULL || dx == NULL || (act == FNN_ACT_GELU ? preact == NULL : y == NULL))
         return FNN_ERR_ARG;
     act_job job = {fnn_kernels(), act, act_alpha, cols, preact, y, dy, dx};
-    const int nt = fnn_eltwise_threads((double)n * act_cost(act), n_threads);
+    const int nt = fnn_eltwise_threads(act_work(act, rows, cols), n_threads);
     if (act == FNN_ACT_SOFTMAX)
         fnn_parallel_ranges(rows, 1, nt, act_bwd_range, &job);
     else

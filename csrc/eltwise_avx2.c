@@ -103,7 +103,8 @@ static inline FNN_TARGET_AVX2 __m256 elu8(__m256 x, __m256 alpha) {
 
 /* Phi(x) (normal CDF); also returns e = exp(-xs^2/2) and xs = x clamped to [-20, 20]. */
 static inline FNN_TARGET_AVX2 __m256 phi8(__m256 x, __m256 *e_out, __m256 *xs_out) {
-    const __m256 xs = _mm256_min_ps(_mm256_set1_ps(20.0f), _mm256_max_ps(_mm256_set1_ps(-20.0f), x));
+    const __m256 xs =
+        _mm256_min_ps(_mm256_set1_ps(20.0f), _mm256_max_ps(_mm256_set1_ps(-20.0f), x));
     const __m256 a = abs8(xs);
     const __m256 hi = _mm256_mul_ps(a, a);
     const __m256 lo = _mm256_fmsub_ps(a, a, hi); /* a^2 = hi + lo exactly */
@@ -186,7 +187,8 @@ FNN_TARGET_AVX2 void fnn_act_bwd_f32_avx2(fnn_act act, float act_alpha, const fl
     case FNN_ACT_RELU:
         for (; i < nv; i += 8) {
             const __m256 v = _mm256_loadu_ps(y + i);
-            const __m256 g = _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), _mm256_loadu_ps(dy + i));
+            const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+            const __m256 g = _mm256_and_ps(pos, _mm256_loadu_ps(dy + i));
             _mm256_storeu_ps(dx + i, _mm256_blendv_ps(g, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
         }
         break;
@@ -219,7 +221,8 @@ FNN_TARGET_AVX2 void fnn_act_bwd_f32_avx2(fnn_act act, float act_alpha, const fl
     case FNN_ACT_LEAKY_RELU:
         for (; i < nv; i += 8) {
             const __m256 v = _mm256_loadu_ps(y + i), g = _mm256_loadu_ps(dy + i);
-            __m256 r = _mm256_blendv_ps(_mm256_mul_ps(alpha, g), g, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
+            const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+            __m256 r = _mm256_blendv_ps(_mm256_mul_ps(alpha, g), g, pos);
             r = _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
             _mm256_storeu_ps(dx + i, r);
         }
@@ -251,7 +254,8 @@ static inline FNN_TARGET_AVX2 float hmax8(__m256 v) {
 /* The row reductions finish with a masked vector step instead of a scalar tail: rows are
  * often shorter than a vector (10 classes), where the tail would be all the work. */
 static inline FNN_TARGET_AVX2 __m256i tail_mask(int64_t rest) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rest), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rest), lanes);
 }
 
 FNN_TARGET_AVX2 float fnn_row_max_f32_avx2(const float *x, int64_t n) {
@@ -260,7 +264,8 @@ FNN_TARGET_AVX2 float fnn_row_max_f32_avx2(const float *x, int64_t n) {
     for (; i + 8 <= n; i += 8) acc = _mm256_max_ps(acc, _mm256_loadu_ps(x + i));
     if (i < n) {
         const __m256i k = tail_mask(n - i);
-        const __m256 v = _mm256_blendv_ps(acc, _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k));
+        const __m256 v =
+            _mm256_blendv_ps(acc, _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k));
         acc = _mm256_max_ps(acc, v);
     }
     return hmax8(acc);

@@ -229,8 +229,8 @@ FNN_TARGET_AVX512 void fnn_act_bwd_f32_avx512(fnn_act act, float act_alpha, cons
 
 /* Horizontal sum of 16 lanes in a fixed order (halving tree). */
 static inline FNN_TARGET_AVX512 float hsum16(__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    const __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), upper);
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));

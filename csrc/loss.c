@@ -13,6 +13,12 @@
 #define XENT_COL_CHUNK 256  /* columns per exp-sum call (stack scratch when grad is NULL) */
 #define BCE_BLOCK 1024      /* elements per partial loss sum */
 #define STACK_BLOCKS 512    /* partial sums kept on the stack before falling back to malloc */
+/* Work in the relu units of fnn_eltwise_threads (eltwise.c), from `python
+ * bench/bench_eltwise.py --threshold`: an exp and a division per logit (~4) plus a fixed
+ * ~250 per row (max, sum, log, label), as 10-class rows cost ~6 ns per logit; bce ~8. */
+#define XENT_COST_PER_ELEM 4.0
+#define XENT_COST_PER_ROW 256.0
+#define BCE_COST 8.0
 
 typedef struct {
     const fnn_kernel_table *kt;
@@ -104,7 +110,8 @@ static fnn_status softmax_xent(int64_t batch, int64_t classes, const float *logi
             if (sparse[r] < 0 || sparse[r] >= classes) return FNN_ERR_ARG;
     xent_job job = {fnn_kernels(), batch, classes, logits, sparse, dense, grad, NULL};
     const int64_t nblocks = fnn_ceil_div(batch, XENT_ROW_BLOCK);
-    const int nt = fnn_eltwise_threads(4.0 * (double)batch * (double)classes, n_threads);
+    const int nt = fnn_eltwise_threads(
+        (double)batch * (XENT_COST_PER_ELEM * (double)classes + XENT_COST_PER_ROW), n_threads);
     double total;
     const fnn_status st = run_blocks(nblocks, nt, xent_range, &job, &job.block_loss, &total);
     if (st == FNN_OK) *loss = total / (double)batch;
@@ -161,7 +168,7 @@ fnn_status fnn_sigmoid_bce_f32(int64_t n, const float *logits, const float *labe
     if (logits == NULL || labels == NULL) return FNN_ERR_ARG;
     bce_job job = {n, logits, labels, grad, NULL};
     const int64_t nblocks = fnn_ceil_div(n, BCE_BLOCK);
-    const int nt = fnn_eltwise_threads(8.0 * (double)n, n_threads);
+    const int nt = fnn_eltwise_threads(BCE_COST * (double)n, n_threads);
     double total;
     const fnn_status st = run_blocks(nblocks, nt, bce_range, &job, &job.block_loss, &total);
     if (st == FNN_OK) *loss = total / (double)n;

@@ -15,10 +15,12 @@
 #define ALWAYS_INLINE inline
 #endif
 
-/* Parameter elements a second thread must get before waking it pays. Adam streams 28 bytes
- * an element; measured with bench/bench_eltwise.py --threshold on the project machine, 2
- * threads break even near 32 K elements (SGD near 64 K: less work per byte). */
-#define FNN_OPTIM_MIN_PER_THREAD (64 * 1024)
+/* Work per parameter in the relu units of fnn_eltwise_threads (eltwise.c), measured with
+ * `python bench/bench_eltwise.py --threshold`: Adam and RMSprop (a sqrt and a division, 28 or
+ * 24 bytes of traffic) about 3, SGD about 1. */
+#define ADAM_COST 3.0
+#define RMSPROP_COST 3.0
+#define SGD_COST 1.0
 
 /* ---- the rules ------------------------------------------------------------------------------ */
 
@@ -149,13 +151,6 @@ static void rmsprop_range(void *ctx, int64_t b, int64_t e) {
                    j->s2 != NULL ? j->s2 + b : NULL);
 }
 
-static int optim_threads(int64_t n, int n_threads) {
-    int nt = fnn_effective_threads(n_threads);
-    const int64_t most = n / FNN_OPTIM_MIN_PER_THREAD;
-    if (most < nt) nt = most < 1 ? 1 : (int)most;
-    return nt;
-}
-
 fnn_status fnn_sgd_update_f32(int64_t n, float *param, const float *grad, float *velocity,
                               double lr, double momentum, int nesterov, int n_threads) {
     if (n < 0) return FNN_ERR_ARG;
@@ -165,7 +160,8 @@ fnn_status fnn_sgd_update_f32(int64_t n, float *param, const float *grad, float 
     /* Keras: momentum == 0 has no velocity slot; the rule is w -= lr * g. */
     const fnn_sgd_consts c = {(float)lr, (float)momentum, nesterov != 0};
     optim_job job = {fnn_kernels(), &c, param, momentum != 0.0 ? velocity : NULL, NULL, grad};
-    fnn_parallel_ranges(n, 64, optim_threads(n, n_threads), sgd_range, &job);
+    fnn_parallel_ranges(n, 64, fnn_eltwise_threads(SGD_COST * (double)n, n_threads), sgd_range,
+                        &job);
     return FNN_OK;
 }
 
@@ -183,7 +179,8 @@ fnn_status fnn_adam_update_f32(int64_t n, float *param, const float *grad, float
     const fnn_adam_consts c = {alpha, (float)(1.0 - beta_1), (float)(1.0 - beta_2),
                                (float)epsilon};
     optim_job job = {fnn_kernels(), &c, param, m, v, grad};
-    fnn_parallel_ranges(n, 64, optim_threads(n, n_threads), adam_range, &job);
+    fnn_parallel_ranges(n, 64, fnn_eltwise_threads(ADAM_COST * (double)n, n_threads), adam_range,
+                        &job);
     return FNN_OK;
 }
 
@@ -197,6 +194,7 @@ fnn_status fnn_rmsprop_update_f32(int64_t n, float *param, const float *grad, fl
     const fnn_rmsprop_consts c = {(float)lr, (float)rho, (float)(1.0 - rho), (float)momentum,
                                   (float)epsilon};
     optim_job job = {fnn_kernels(), &c, param, ms, momentum > 0.0 ? mom : NULL, grad};
-    fnn_parallel_ranges(n, 64, optim_threads(n, n_threads), rmsprop_range, &job);
+    fnn_parallel_ranges(n, 64, fnn_eltwise_threads(RMSPROP_COST * (double)n, n_threads),
+                        rmsprop_range, &job);
     return FNN_OK;
 }

@@ -24,6 +24,7 @@ def expit(x: np.ndarray) -> np.ndarray:
         e = np.exp(-np.abs(x))
         return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
+
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "softmax")
 
 
@@ -106,7 +107,7 @@ def act_backward_from_y(name: str, y, dy, alpha: float = 0.0, preact=None) -> np
 def softmax_xent(logits, labels):
     """(mean loss, dL/dlogits) in float64; labels int (sparse) or float targets (dense)."""
     z = np.asarray(logits, np.float64)
-    batch, classes = z.shape
+    batch = z.shape[0]
     if labels.dtype.kind in "iu":
         t = np.zeros_like(z)
         t[np.arange(batch), labels] = 1.0

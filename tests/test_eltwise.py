@@ -3,11 +3,10 @@ every ISA, 1 and 4 threads, against float64 references, in ulps."""
 
 import numpy as np
 import pytest
+from _ref_eltwise import act_backward_from_y, act_derivative, act_forward, assert_ulp
 
 import fastnn
 from fastnn import _kernels as K
-
-from _ref_eltwise import act_backward_from_y, act_derivative, act_forward, assert_ulp
 
 ACTS = ("linear", "relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu")
 ALPHA = {"elu": 1.0, "leaky_relu": float(np.float32(0.2))}  # exact in float32
@@ -15,12 +14,29 @@ ALPHA = {"elu": 1.0, "leaky_relu": float(np.float32(0.2))}  # exact in float32
 # The ref kernels use libm (gelu in double); the vector kernels polynomial approximations.
 # Results below FLT_MIN are judged in units of the smallest subnormal (ulp_error); gelu's
 # vector Phi(x) turns subnormal for x < -13, hence GELU_TINY.
-FWD_ULP = {"linear": 0, "relu": 0, "leaky_relu": 0.5, "sigmoid": 3, "tanh": 3, "elu": 2,
-           "gelu": 7}
+FWD_ULP = {"linear": 0, "relu": 0, "leaky_relu": 0.5, "sigmoid": 3, "tanh": 3, "elu": 2, "gelu": 7}
 # Sizes: empty, one, around the 8- and 16-lane vectors, primes; 300007 runs on several threads.
 SIZES = (0, 1, 7, 8, 15, 16, 17, 31, 97, 1031, 300007)
-SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 1e-40, -1e-40,
-                     88.0, -88.0, 104.0, -104.0, 3e38, -3e38], np.float32)
+SPECIALS = np.array(
+    [
+        np.nan,
+        np.inf,
+        -np.inf,
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        1e-40,
+        -1e-40,
+        88.0,
+        -88.0,
+        104.0,
+        -104.0,
+        3e38,
+        -3e38,
+    ],
+    np.float32,
+)
 
 
 GELU_TINY = 2.0**-118  # |gelu| below this: absolute error <= 2^-138 instead of ulps
@@ -62,8 +78,13 @@ def test_act_fwd_matches_float64(isa, n_threads, rng, name, n):
 @pytest.mark.parametrize("name", ACTS)
 def test_act_fwd_dense_grid(isa, name):
     """Every float32 step of [-20, 20] at a stride that hits all binades near 0."""
-    x = np.concatenate([np.linspace(-20, 20, 400_001), np.geomspace(1e-38, 20, 20_000),
-                        -np.geomspace(1e-38, 20, 20_000)]).astype(np.float32)
+    x = np.concatenate(
+        [
+            np.linspace(-20, 20, 400_001),
+            np.geomspace(1e-38, 20, 20_000),
+            -np.geomspace(1e-38, 20, 20_000),
+        ]
+    ).astype(np.float32)
     y = K.act_fwd(x, act=act_id(name), act_alpha=ALPHA.get(name, 0.0))
     check_fwd(y, x, name, f"{isa} {name}")
 
@@ -98,8 +119,9 @@ def test_act_fwd_in_place_and_out(isa, rng, name):
     np.testing.assert_array_equal(same, expected)
 
 
-@pytest.mark.parametrize("shape", [(0, 5), (3, 0), (1, 1), (1, 10), (64, 10), (5, 17),
-                                   (3, 1031), (2, 3, 33), (257, 100)])
+@pytest.mark.parametrize(
+    "shape", [(0, 5), (3, 0), (1, 1), (1, 10), (64, 10), (5, 17), (3, 1031), (2, 3, 33), (257, 100)]
+)
 def test_softmax_rows(isa, n_threads, rng, shape):
     x = (rng.standard_normal(shape) * 5).astype(np.float32)
     y = K.act_fwd(x, act=act_id("softmax"))
@@ -114,8 +136,15 @@ def test_softmax_rows(isa, n_threads, rng, shape):
 
 
 def test_softmax_stable_and_nan(isa):
-    x = np.array([[1e30, 0.0, -1e30, 3e38], [-np.inf, 0.0, 1.0, -np.inf],
-                  [np.nan, 0.0, 1.0, 2.0], [1000.0, 1000.0, 1000.0, 1000.0]], np.float32)
+    x = np.array(
+        [
+            [1e30, 0.0, -1e30, 3e38],
+            [-np.inf, 0.0, 1.0, -np.inf],
+            [np.nan, 0.0, 1.0, 2.0],
+            [1000.0, 1000.0, 1000.0, 1000.0],
+        ],
+        np.float32,
+    )
     x = np.repeat(x, 5, axis=1)  # 20 columns: vector body plus tail
     y = K.act_fwd(x, act=act_id("softmax"))
     assert np.isfinite(y[[0, 1, 3]]).all()
@@ -176,8 +205,9 @@ def test_act_bwd_finite_differences(isa, rng, name):
         xp, xm = x.copy(), x.copy()
         xp[i] += h
         xm[i] -= h
-        fd[i] = (np.sum(w * act_forward(name, xp, alpha)) -
-                 np.sum(w * act_forward(name, xm, alpha))) / (2 * h)
+        fd[i] = (
+            np.sum(w * act_forward(name, xp, alpha)) - np.sum(w * act_forward(name, xm, alpha))
+        ) / (2 * h)
     np.testing.assert_allclose(dx, fd, rtol=2e-4, atol=2e-5)
 
 
@@ -242,8 +272,9 @@ def test_gemm_epilogue_uses_the_same_activation(isa, n_threads, rng, name):
 # --- bias gradient ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (1, 1), (128, 10), (3, 1031), (1000, 3),
-                                   (257, 600), (65, 17)])
+@pytest.mark.parametrize(
+    "shape", [(0, 5), (5, 0), (1, 1), (128, 10), (3, 1031), (1000, 3), (257, 600), (65, 17)]
+)
 def test_bias_grad(isa, n_threads, rng, shape):
     dy = rng.standard_normal(shape).astype(np.float32)
     out = np.full(shape[1], np.nan, np.float32)
@@ -275,9 +306,16 @@ def test_bias_grad_fixed_order(isa, rng):
 def test_torch_cross_check(isa, rng, name):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    fns = {"linear": lambda t: t, "relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
-           "gelu": F.gelu, "elu": F.elu, "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
-           "softmax": lambda t: F.softmax(t, dim=-1)}
+    fns = {
+        "linear": lambda t: t,
+        "relu": F.relu,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "gelu": F.gelu,
+        "elu": F.elu,
+        "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
+        "softmax": lambda t: F.softmax(t, dim=-1),
+    }
     alpha = ALPHA.get(name, 0.0)
     x = (rng.standard_normal((16, 41)) * 3).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)

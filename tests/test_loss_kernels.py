@@ -3,15 +3,13 @@
 
 import numpy as np
 import pytest
+from _ref_eltwise import sigmoid_bce, softmax_xent
 
 import fastnn
 from fastnn import _kernels as K
 
-from _ref_eltwise import sigmoid_bce, softmax_xent
-
 # (batch, classes): empty, one, vector edges, primes, more rows than one thread's share.
-SHAPES = [(0, 10), (1, 1), (1, 10), (7, 3), (32, 10), (33, 17), (128, 10), (5, 1031),
-          (4099, 37)]
+SHAPES = [(0, 10), (1, 1), (1, 10), (7, 3), (32, 10), (33, 17), (128, 10), (5, 1031), (4099, 37)]
 
 
 def logits_labels(rng, batch, classes, kind):
@@ -40,8 +38,9 @@ def test_softmax_xent_matches_float64(isa, n_threads, rng, shape, kind):
 
 
 def test_softmax_xent_stable(isa):
-    z = np.array([[1e4, 0, -1e4], [-3e38, 3e38, 0], [88, 89, 90], [-1e30, -1e30, -1e30]],
-                 np.float32)
+    z = np.array(
+        [[1e4, 0, -1e4], [-3e38, 3e38, 0], [88, 89, 90], [-1e30, -1e30, -1e30]], np.float32
+    )
     z = np.repeat(z, 11, axis=1)  # 33 classes: vector body and tail
     labels = np.array([0, 11, 22, 32], np.int64)
     grad = np.empty_like(z)
@@ -146,18 +145,26 @@ def test_sigmoid_bce_torch(isa, rng):
 def test_errors():
     z = np.zeros((4, 3), np.float32)
     lab = np.array([0, 1, 2, 3], np.int64)
-    with pytest.raises(ValueError, match=r"softmax_xent: labels must be class indices in "
-                                         r"\[0, 3\), received 3 at row 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"softmax_xent: labels must be class indices in "
+        r"\[0, 3\), received 3 at row 3",
+    ):
         K.softmax_xent(z, lab)
     with pytest.raises(ValueError, match=r"received -1 at row 0"):
         K.softmax_xent(z, np.array([-1, 0, 0, 0], np.int64))
-    with pytest.raises(TypeError, match="softmax_xent: labels must be int64 class indices or "
-                                        "float32 targets, received int32"):
+    with pytest.raises(
+        TypeError,
+        match="softmax_xent: labels must be int64 class indices or float32 targets, received int32",
+    ):
         K.softmax_xent(z, lab.astype(np.int32))
     with pytest.raises(TypeError, match="softmax_xent: labels must be a numpy.ndarray"):
         K.softmax_xent(z, [0, 1, 2, 0])
-    with pytest.raises(ValueError, match=r"softmax_xent: int64 \(sparse\) labels must have "
-                                         r"shape \(4,\), received \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"softmax_xent: int64 \(sparse\) labels must have "
+        r"shape \(4,\), received \(3,\)",
+    ):
         K.softmax_xent(z, lab[:3])
     with pytest.raises(ValueError, match=r"softmax_xent: labels must have the shape of logits"):
         K.softmax_xent(z, np.zeros((4, 4), np.float32))

@@ -5,22 +5,27 @@ bound the rules themselves."""
 
 import numpy as np
 import pytest
+from _ref_eltwise import adam_step, rmsprop_step, sgd_step
 
 import fastnn
 from fastnn import _kernels as K
 
-from _ref_eltwise import adam_step, rmsprop_step, sgd_step
-
 SIZES = (0, 1, 7, 16, 17, 31, 1031, 300007)  # 300007 runs on several threads
 STEPS = 12
 
-SGD_CONFIGS = [dict(lr=0.01, momentum=0.0, nesterov=False),
-               dict(lr=0.05, momentum=0.9, nesterov=False),
-               dict(lr=0.05, momentum=0.9, nesterov=True)]
-ADAM_CONFIGS = [dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7),
-                dict(lr=0.1, beta_1=0.5, beta_2=0.75, epsilon=1e-3)]
-RMSPROP_CONFIGS = [dict(lr=1e-3, rho=0.9, momentum=0.0, epsilon=1e-7),
-                   dict(lr=0.01, rho=0.8, momentum=0.5, epsilon=1e-4)]
+SGD_CONFIGS = [
+    {"lr": 0.01, "momentum": 0.0, "nesterov": False},
+    {"lr": 0.05, "momentum": 0.9, "nesterov": False},
+    {"lr": 0.05, "momentum": 0.9, "nesterov": True},
+]
+ADAM_CONFIGS = [
+    {"lr": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    {"lr": 0.1, "beta_1": 0.5, "beta_2": 0.75, "epsilon": 1e-3},
+]
+RMSPROP_CONFIGS = [
+    {"lr": 1e-3, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
+    {"lr": 0.01, "rho": 0.8, "momentum": 0.5, "epsilon": 1e-4},
+]
 
 
 def trajectories(rng, n):
@@ -96,13 +101,22 @@ def test_torch_cross_check(rng):
     torch = pytest.importorskip("torch")
     w0, grads = trajectories(rng, 257)
     cases = [
-        ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True),
-         lambda p: torch.optim.SGD([p], lr=0.05, momentum=0.9, nesterov=True)),
-        ("adam", dict(lr=1e-2, beta_1=0.9, beta_2=0.999, epsilon=1e-7),
-         lambda p: torch.optim.Adam([p], lr=1e-2, betas=(0.9, 0.999), eps=1e-7)),
+        (
+            "sgd",
+            {"lr": 0.05, "momentum": 0.9, "nesterov": True},
+            lambda p: torch.optim.SGD([p], lr=0.05, momentum=0.9, nesterov=True),
+        ),
+        (
+            "adam",
+            {"lr": 1e-2, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+            lambda p: torch.optim.Adam([p], lr=1e-2, betas=(0.9, 0.999), eps=1e-7),
+        ),
         # RMSprop: Keras puts epsilon inside the root, torch outside; a tiny one hides that
-        ("rmsprop", dict(lr=1e-3, rho=0.9, momentum=0.5, epsilon=1e-14),
-         lambda p: torch.optim.RMSprop([p], lr=1e-3, alpha=0.9, momentum=0.5, eps=1e-14)),
+        (
+            "rmsprop",
+            {"lr": 1e-3, "rho": 0.9, "momentum": 0.5, "epsilon": 1e-14},
+            lambda p: torch.optim.RMSprop([p], lr=1e-3, alpha=0.9, momentum=0.5, eps=1e-14),
+        ),
     ]
     for name, cfg, make in cases:
         w = w0.copy()
@@ -143,8 +157,9 @@ def test_threads_and_isas_agree(rng):
                 fastnn.set_num_threads(nt)
                 w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
                 for t, g in enumerate(grads[:4], start=1):
-                    K.adam_update(w, g, m, v, lr=1e-3, beta_1=0.9, beta_2=0.999,
-                                  epsilon=1e-7, step=t)
+                    K.adam_update(
+                        w, g, m, v, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=t
+                    )
                 results.append(w)
     finally:
         fastnn.set_num_threads(before[0])
@@ -158,18 +173,23 @@ def test_errors():
     with pytest.raises(ValueError, match="sgd_update: momentum=0.9 needs a velocity array"):
         K.sgd_update(w, g, None, lr=0.1, momentum=0.9)
     with pytest.raises(ValueError, match="rmsprop_update: momentum=0.5 needs a mom array"):
-        K.rmsprop_update(w, g, np.zeros(8, np.float32), None, lr=0.1, rho=0.9, momentum=0.5,
-                         epsilon=1e-7)
+        K.rmsprop_update(
+            w, g, np.zeros(8, np.float32), None, lr=0.1, rho=0.9, momentum=0.5, epsilon=1e-7
+        )
     with pytest.raises(ValueError, match="adam_update: step counts updates from 1, received 0"):
-        K.adam_update(w, g, w.copy(), w.copy(), lr=1e-3, beta_1=0.9, beta_2=0.999,
-                      epsilon=1e-7, step=0)
-    with pytest.raises(ValueError, match=r"adam_update: grad must have the shape of param "
-                                         r"\(8,\), received \(7,\)"):
-        K.adam_update(w, g[:7], w.copy(), w.copy(), lr=1e-3, beta_1=0.9, beta_2=0.999,
-                      epsilon=1e-7, step=1)
+        K.adam_update(
+            w, g, w.copy(), w.copy(), lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=0
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"adam_update: grad must have the shape of param "
+        r"\(8,\), received \(7,\)",
+    ):
+        K.adam_update(
+            w, g[:7], w.copy(), w.copy(), lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=1
+        )
     with pytest.raises(ValueError, match="adam_update: param and m overlap in memory"):
-        K.adam_update(w, g, w, w.copy(), lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                      step=1)
+        K.adam_update(w, g, w, w.copy(), lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=1)
     with pytest.raises(TypeError, match="sgd_update: param must be float32, received float64"):
         K.sgd_update(w.astype(np.float64), g, lr=0.1)
     with pytest.raises(ValueError, match="sgd_update: param must be C-contiguous"):

@@ -55,44 +55,55 @@ def _numpy_act_fwd(name, x, out, tmp, tmp2):
     if name == "relu":
         return lambda: np.maximum(x, 0.0, out=out)
     if name == "sigmoid":
+
         def f():
             np.multiply(x, 0.5, out=out)
             np.tanh(out, out=out)
             np.multiply(out, 0.5, out=out)
             np.add(out, 0.5, out=out)
+
         return f
     if name == "tanh":
         return lambda: np.tanh(x, out=out)
     if name == "gelu":
+
         def f():
             np.multiply(x, SQRT_HALF, out=tmp2)
             _np_erf(tmp2, out, tmp)
             np.add(out, 1.0, out=out)
             np.multiply(out, x, out=out)
             np.multiply(out, 0.5, out=out)
+
         return f
     raise ValueError(name)
 
 
 def _numpy_act_bwd(name, x, y, dy, out, tmp, mask):
     if name == "relu":  # bool mask: 16 us at 128x512 against 270 us for fancy indexing
+
         def f():
             np.greater(y, 0.0, out=mask)
             np.multiply(dy, mask, out=out)
+
         return f
     if name == "sigmoid":
+
         def f():
             np.subtract(1.0, y, out=out)
             np.multiply(out, y, out=out)
             np.multiply(out, dy, out=out)
+
         return f
     if name == "tanh":
+
         def f():
             np.multiply(y, y, out=out)
             np.subtract(1.0, out, out=out)
             np.multiply(out, dy, out=out)
+
         return f
     if name == "gelu":
+
         def f():
             np.multiply(x, SQRT_HALF, out=tmp)
             _np_erf(tmp, out, mask)  # mask doubles as float scratch here
@@ -105,6 +116,7 @@ def _numpy_act_bwd(name, x, y, dy, out, tmp, mask):
             np.multiply(tmp, INV_SQRT_2PI, out=tmp)
             np.add(out, tmp, out=out)
             np.multiply(out, dy, out=out)
+
         return f
     raise ValueError(name)
 
@@ -129,8 +141,9 @@ def _act_cases(rng, shapes, torch) -> list[Case]:
                 "numpy": _numpy_act_fwd(name, x, bufs[1], bufs[2], bufs[3]),
             }
             impls_b = {
-                "fastnn": lambda y=y, dy=dy, x=x, o=bufs[0], a=ACT[name]:
-                    K.act_bwd(y, dy, o, act=a, preact=x),
+                "fastnn": lambda y=y, dy=dy, x=x, o=bufs[0], a=ACT[name]: K.act_bwd(
+                    y, dy, o, act=a, preact=x
+                ),
                 "numpy": _numpy_act_bwd(name, x, y, dy, bufs[1], bufs[2], mask),
             }
             if torch is not None:
@@ -142,29 +155,46 @@ def _act_cases(rng, shapes, torch) -> list[Case]:
                 ty, tdy = torch.from_numpy(y), torch.from_numpy(dy)
                 if name == "relu":
                     impls_b["torch"] = lambda ty=ty, tdy=tdy: torch.ops.aten.threshold_backward(
-                        tdy, ty, 0.0)
+                        tdy, ty, 0.0
+                    )
                 elif name == "sigmoid":
                     impls_b["torch"] = lambda ty=ty, tdy=tdy: torch.ops.aten.sigmoid_backward(
-                        tdy, ty)
+                        tdy, ty
+                    )
                 elif name == "tanh":
-                    impls_b["torch"] = lambda ty=ty, tdy=tdy: torch.ops.aten.tanh_backward(
-                        tdy, ty)
+                    impls_b["torch"] = lambda ty=ty, tdy=tdy: torch.ops.aten.tanh_backward(tdy, ty)
                 else:
-                    impls_b["torch"] = lambda tx=tx, tdy=tdy: torch.ops.aten.gelu_backward(
-                        tdy, tx)
+                    impls_b["torch"] = lambda tx=tx, tdy=tdy: torch.ops.aten.gelu_backward(tdy, tx)
             n = x.size
-            out.append(Case("eltwise/act", f"{name} fwd {batch}x{units}", 0.0, impls_f,
-                            display="time", params={"n": n}))
-            out.append(Case("eltwise/act", f"{name} bwd {batch}x{units}", 0.0, impls_b,
-                            display="time", params={"n": n}))
+            out.append(
+                Case(
+                    "eltwise/act",
+                    f"{name} fwd {batch}x{units}",
+                    0.0,
+                    impls_f,
+                    display="time",
+                    params={"n": n},
+                )
+            )
+            out.append(
+                Case(
+                    "eltwise/act",
+                    f"{name} bwd {batch}x{units}",
+                    0.0,
+                    impls_b,
+                    display="time",
+                    params={"n": n},
+                )
+            )
         db_f, db_n = np.empty(units, np.float32), np.empty(units, np.float32)
-        impls = {"fastnn": lambda dy=dy, o=db_f: K.bias_grad(dy, o),
-                 "numpy": lambda dy=dy, o=db_n: np.sum(dy, axis=0, out=o)}
+        impls = {
+            "fastnn": lambda dy=dy, o=db_f: K.bias_grad(dy, o),
+            "numpy": lambda dy=dy, o=db_n: np.sum(dy, axis=0, out=o),
+        }
         if torch is not None:
             tdy, tdb = torch.from_numpy(dy), torch.empty(units)
             impls["torch"] = lambda tdy=tdy, tdb=tdb: torch.sum(tdy, dim=0, out=tdb)
-        out.append(Case("eltwise/act", f"bias_grad {batch}x{units}", 0.0, impls,
-                        display="time"))
+        out.append(Case("eltwise/act", f"bias_grad {batch}x{units}", 0.0, impls, display="time"))
     return out
 
 
@@ -200,8 +230,15 @@ def _xent_cases(rng, shapes, torch) -> list[Case]:
                 return loss.item()
 
             impls["torch"] = torch_xent
-        out.append(Case("eltwise/loss", f"softmax_xent fwd+bwd {batch}x{classes}", 0.0, impls,
-                        display="time"))
+        out.append(
+            Case(
+                "eltwise/loss",
+                f"softmax_xent fwd+bwd {batch}x{classes}",
+                0.0,
+                impls,
+                display="time",
+            )
+        )
     return out
 
 
@@ -209,83 +246,111 @@ def _chunks(total):
     return [(s, min(s + OPT_CHUNK, total)) for s in range(0, total, OPT_CHUNK)]
 
 
+LR, BETA_1, BETA_2, EPS, MOMENTUM, RHO = 1e-3, 0.9, 0.999, 1e-7, 0.9, 0.9
+
+
+def _adam_case(w0, g, torch) -> Case:
+    n = w0.size
+    w_f, m_f, v_f = w0.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
+    w_n, m_n, v_n = w0.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
+    tmp, spans = np.empty(min(n, OPT_CHUNK), np.float32), _chunks(n)
+    alpha = LR * math.sqrt(1 - BETA_2**10) / (1 - BETA_1**10)
+
+    def numpy_adam():
+        for s, e in spans:
+            p_, g_, m_, v_, t_ = w_n[s:e], g[s:e], m_n[s:e], v_n[s:e], tmp[: e - s]
+            np.subtract(g_, m_, out=t_)
+            np.multiply(t_, 1 - BETA_1, out=t_)
+            np.add(m_, t_, out=m_)
+            np.multiply(g_, g_, out=t_)
+            np.subtract(t_, v_, out=t_)
+            np.multiply(t_, 1 - BETA_2, out=t_)
+            np.add(v_, t_, out=v_)
+            np.sqrt(v_, out=t_)
+            np.add(t_, EPS, out=t_)
+            np.divide(m_, t_, out=t_)
+            np.multiply(t_, alpha, out=t_)
+            np.subtract(p_, t_, out=p_)
+
+    impls = {
+        "fastnn": lambda: K.adam_update(
+            w_f, g, m_f, v_f, lr=LR, beta_1=BETA_1, beta_2=BETA_2, epsilon=EPS, step=10
+        ),
+        "numpy": numpy_adam,
+    }
+    if torch is not None:
+        impls["torch"] = _torch_optim(torch, w0, g, "adam")
+    return Case(
+        "eltwise/optim", f"adam update {n:,} params", 0.0, impls, display="time", params={"n": n}
+    )
+
+
+def _sgd_case(w0, g, torch) -> Case:
+    n = w0.size
+    w_f, v_f = w0.copy(), np.zeros(n, np.float32)
+    w_n, v_n = w0.copy(), np.zeros(n, np.float32)
+    tmp, spans = np.empty(min(n, OPT_CHUNK), np.float32), _chunks(n)
+
+    def numpy_sgd():
+        for s, e in spans:
+            p_, g_, v_, t_ = w_n[s:e], g[s:e], v_n[s:e], tmp[: e - s]
+            np.multiply(v_, MOMENTUM, out=v_)
+            np.multiply(g_, LR, out=t_)
+            np.subtract(v_, t_, out=v_)
+            np.add(p_, v_, out=p_)
+
+    impls = {
+        "fastnn": lambda: K.sgd_update(w_f, g, v_f, lr=LR, momentum=MOMENTUM),
+        "numpy": numpy_sgd,
+    }
+    if torch is not None:
+        impls["torch"] = _torch_optim(torch, w0, g, "sgd")
+    return Case(
+        "eltwise/optim",
+        f"sgd momentum update {n:,} params",
+        0.0,
+        impls,
+        display="time",
+        params={"n": n},
+    )
+
+
+def _rmsprop_case(w0, g, torch) -> Case:
+    n = w0.size
+    w_f, s_f = w0.copy(), np.zeros(n, np.float32)
+    w_n, s_n = w0.copy(), np.zeros(n, np.float32)
+    tmp, spans = np.empty(min(n, OPT_CHUNK), np.float32), _chunks(n)
+
+    def numpy_rmsprop():
+        for s, e in spans:
+            p_, g_, ms_, t_ = w_n[s:e], g[s:e], s_n[s:e], tmp[: e - s]
+            np.multiply(ms_, RHO, out=ms_)
+            np.multiply(g_, g_, out=t_)
+            np.multiply(t_, 1 - RHO, out=t_)
+            np.add(ms_, t_, out=ms_)
+            np.add(ms_, EPS, out=t_)
+            np.sqrt(t_, out=t_)
+            np.divide(g_, t_, out=t_)
+            np.multiply(t_, LR, out=t_)
+            np.subtract(p_, t_, out=p_)
+
+    impls = {
+        "fastnn": lambda: K.rmsprop_update(w_f, g, s_f, lr=LR, rho=RHO, epsilon=EPS),
+        "numpy": numpy_rmsprop,
+    }
+    if torch is not None:
+        impls["torch"] = _torch_optim(torch, w0, g, "rmsprop")
+    return Case(
+        "eltwise/optim", f"rmsprop update {n:,} params", 0.0, impls, display="time", params={"n": n}
+    )
+
+
 def _optim_cases(rng, sizes, torch) -> list[Case]:
     out = []
     for n in sizes:
         w0 = rng.standard_normal(n).astype(np.float32)
         g = (rng.standard_normal(n) * 1e-2).astype(np.float32)
-        tmp = np.empty(min(n, OPT_CHUNK), np.float32)
-        spans = _chunks(n)
-        lr, b1, b2, eps, mom = 1e-3, 0.9, 0.999, 1e-7, 0.9
-        # Adam
-        w_f, m_f, v_f = w0.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
-        w_n, m_n, v_n = w0.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
-        alpha = lr * math.sqrt(1 - b2**10) / (1 - b1**10)
-
-        def numpy_adam():
-            for s, e in spans:
-                p_, g_, m_, v_, t_ = w_n[s:e], g[s:e], m_n[s:e], v_n[s:e], tmp[: e - s]
-                np.subtract(g_, m_, out=t_)
-                np.multiply(t_, 1 - b1, out=t_)
-                np.add(m_, t_, out=m_)
-                np.multiply(g_, g_, out=t_)
-                np.subtract(t_, v_, out=t_)
-                np.multiply(t_, 1 - b2, out=t_)
-                np.add(v_, t_, out=v_)
-                np.sqrt(v_, out=t_)
-                np.add(t_, eps, out=t_)
-                np.divide(m_, t_, out=t_)
-                np.multiply(t_, alpha, out=t_)
-                np.subtract(p_, t_, out=p_)
-
-        impls = {"fastnn": lambda: K.adam_update(w_f, g, m_f, v_f, lr=lr, beta_1=b1,
-                                                 beta_2=b2, epsilon=eps, step=10),
-                 "numpy": numpy_adam}
-        if torch is not None:
-            impls["torch"] = _torch_optim(torch, w0, g, "adam")
-        out.append(Case("eltwise/optim", f"adam update {n:,} params", 0.0, impls,
-                        display="time", params={"n": n}))
-        # SGD with momentum
-        w_f, v_f = w0.copy(), np.zeros(n, np.float32)
-        w_n, v_n = w0.copy(), np.zeros(n, np.float32)
-
-        def numpy_sgd():
-            for s, e in spans:
-                p_, g_, v_, t_ = w_n[s:e], g[s:e], v_n[s:e], tmp[: e - s]
-                np.multiply(v_, mom, out=v_)
-                np.multiply(g_, lr, out=t_)
-                np.subtract(v_, t_, out=v_)
-                np.add(p_, v_, out=p_)
-
-        impls = {"fastnn": lambda: K.sgd_update(w_f, g, v_f, lr=lr, momentum=mom),
-                 "numpy": numpy_sgd}
-        if torch is not None:
-            impls["torch"] = _torch_optim(torch, w0, g, "sgd")
-        out.append(Case("eltwise/optim", f"sgd momentum update {n:,} params", 0.0, impls,
-                        display="time", params={"n": n}))
-        # RMSprop
-        w_f, s_f = w0.copy(), np.zeros(n, np.float32)
-        w_n, s_n = w0.copy(), np.zeros(n, np.float32)
-
-        def numpy_rmsprop():
-            for s, e in spans:
-                p_, g_, ms_, t_ = w_n[s:e], g[s:e], s_n[s:e], tmp[: e - s]
-                np.multiply(ms_, 0.9, out=ms_)
-                np.multiply(g_, g_, out=t_)
-                np.multiply(t_, 0.1, out=t_)
-                np.add(ms_, t_, out=ms_)
-                np.add(ms_, eps, out=t_)
-                np.sqrt(t_, out=t_)
-                np.divide(g_, t_, out=t_)
-                np.multiply(t_, lr, out=t_)
-                np.subtract(p_, t_, out=p_)
-
-        impls = {"fastnn": lambda: K.rmsprop_update(w_f, g, s_f, lr=lr, rho=0.9, epsilon=eps),
-                 "numpy": numpy_rmsprop}
-        if torch is not None:
-            impls["torch"] = _torch_optim(torch, w0, g, "rmsprop")
-        out.append(Case("eltwise/optim", f"rmsprop update {n:,} params", 0.0, impls,
-                        display="time", params={"n": n}))
+        out += [_adam_case(w0, g, torch), _sgd_case(w0, g, torch), _rmsprop_case(w0, g, torch)]
     return out
 
 
@@ -294,44 +359,48 @@ def _torch_optim(torch, w0, g, name):
     p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
     p.grad = torch.from_numpy(g)
     if name == "adam":
-        opt = torch.optim.Adam([p], lr=1e-3, eps=1e-7, fused=True)
+        opt = torch.optim.Adam([p], lr=LR, eps=EPS, fused=True)
     elif name == "sgd":
-        opt = torch.optim.SGD([p], lr=1e-3, momentum=0.9, fused=True)
+        opt = torch.optim.SGD([p], lr=LR, momentum=MOMENTUM, fused=True)
     else:
-        opt = torch.optim.RMSprop([p], lr=1e-3, alpha=0.9, eps=1e-7, foreach=True)
+        opt = torch.optim.RMSprop([p], lr=LR, alpha=RHO, eps=EPS, foreach=True)
     return opt.step
 
 
+def _dropout_case(x, torch) -> Case:
+    mask_f, y_f = np.empty(x.shape, np.uint8), np.empty_like(x)
+    u, mask_n, y_n = np.empty_like(x), np.empty(x.shape, bool), np.empty_like(x)
+    gen = np.random.default_rng(1)
+    rate, scale = 0.5, np.float32(2.0)
+
+    def numpy_dropout():
+        gen.random(dtype=np.float32, out=u)
+        np.greater_equal(u, rate, out=mask_n)
+        np.multiply(x, mask_n, out=y_n)
+        np.multiply(y_n, scale, out=y_n)
+
+    def fastnn_dropout():  # the layer draws a fresh seed from its Generator per call
+        K.dropout_fwd(x, mask_f, y_f, rate=rate, seed=int(gen.integers(2**63)))
+
+    impls = {"fastnn": fastnn_dropout, "numpy": numpy_dropout}
+    if torch is not None:
+        tx = torch.from_numpy(x)
+        impls["torch"] = lambda: torch.nn.functional.dropout(tx, rate, training=True)
+    batch, units = x.shape
+    return Case("eltwise/act", f"dropout fwd {batch}x{units}", 0.0, impls, display="time")
+
+
 def _dropout_cases(rng, shapes, torch) -> list[Case]:
-    out = []
-    for batch, units in shapes:
-        x = rng.standard_normal((batch, units)).astype(np.float32)
-        mask_f, y_f = np.empty(x.shape, np.uint8), np.empty_like(x)
-        u, mask_n, y_n = np.empty_like(x), np.empty(x.shape, bool), np.empty_like(x)
-        gen = np.random.default_rng(1)
-        rate, scale = 0.5, np.float32(2.0)
-
-        def numpy_dropout():
-            gen.random(dtype=np.float32, out=u)
-            np.greater_equal(u, rate, out=mask_n)
-            np.multiply(x, mask_n, out=y_n)
-            np.multiply(y_n, scale, out=y_n)
-
-        impls = {"fastnn": lambda: K.dropout_fwd(x, mask_f, y_f, rate=rate,
-                                                  seed=int(gen.integers(2**63))),
-                 "numpy": numpy_dropout}
-        if torch is not None:
-            tx = torch.from_numpy(x)
-            impls["torch"] = lambda tx=tx: torch.nn.functional.dropout(tx, rate, training=True)
-        out.append(Case("eltwise/act", f"dropout fwd {batch}x{units}", 0.0, impls,
-                        display="time"))
-    return out
+    return [_dropout_case(rng.standard_normal(shape).astype(np.float32), torch) for shape in shapes]
 
 
 def cases(quick: bool) -> list[Case]:
     rng = np.random.default_rng(0)
     torch = _maybe_torch()
     hidden = HIDDEN_QUICK if quick else HIDDEN
-    return (_act_cases(rng, hidden, torch) + _dropout_cases(rng, hidden, torch)
-            + _xent_cases(rng, LOGITS_QUICK if quick else LOGITS, torch)
-            + _optim_cases(rng, PARAMS_QUICK if quick else PARAMS, torch))
+    return (
+        _act_cases(rng, hidden, torch)
+        + _dropout_cases(rng, hidden, torch)
+        + _xent_cases(rng, LOGITS_QUICK if quick else LOGITS, torch)
+        + _optim_cases(rng, PARAMS_QUICK if quick else PARAMS, torch)
+    )
