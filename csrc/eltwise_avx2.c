@@ -1,5 +1,7 @@
-/* eltwise_avx2.c - AVX2+FMA activations, gradients and row reductions, 8 floats a step; the
- * scalar tails use eltwise_scalar.h. Contracts: internal.h (fnn_act_fwd_fn and below).
+/* eltwise_avx2.c - AVX2+FMA activations, gradients and row reductions, 8 floats a step, the
+ * last partial vector masked (maskload/maskstore) rather than finished in scalar code: every
+ * element gets the same formula wherever it sits, so the GEMM epilogue (which applies act per
+ * tile row) equals a separate pass bit for bit. Contracts: internal.h (fnn_act_fwd_fn and on).
  *
  * Vector math (errors measured by tests/test_eltwise.py against float64 over dense grids):
  *   exp:   x = n ln2 + r, |r| <= ln2/2 (Cody-Waite, ln2 split in two floats, FMA), expm1(r) by a
@@ -140,101 +142,113 @@ static inline FNN_TARGET_AVX2 __m256 gelu_grad8(__m256 x) {
     return _mm256_fmadd_ps(_mm256_mul_ps(xs, _mm256_set1_ps((float)FNN_INV_SQRT_2PI)), e, cdf);
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* Lanes [0, rest) of a vector as a maskload/maskstore mask, 1 <= rest < 8. */
+static inline FNN_TARGET_AVX2 __m256i tail_mask(int64_t rest) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rest), lanes);
+}
+
+/* act of one vector (any act but softmax); act is a constant wherever this is inlined. */
+static ALWAYS_INLINE FNN_TARGET_AVX2 __m256 act8(fnn_act act, __m256 alpha, __m256 v) {
+    const __m256 zero = _mm256_setzero_ps();
+    switch (act) {
+    case FNN_ACT_RELU: return _mm256_max_ps(zero, v);
+    case FNN_ACT_SIGMOID: return sigmoid8(v);
+    case FNN_ACT_TANH: return tanh8(v);
+    case FNN_ACT_GELU: return gelu8(v);
+    case FNN_ACT_ELU: return elu8(v, alpha);
+    case FNN_ACT_LEAKY_RELU:
+        return _mm256_blendv_ps(v, _mm256_mul_ps(alpha, v), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+    default: return v;
+    }
+}
+
+/* dL/dpreact of one vector from the output y (or preact p for gelu) and dy. */
+static ALWAYS_INLINE FNN_TARGET_AVX2 __m256 grad8(fnn_act act, __m256 alpha, __m256 p, __m256 y,
+                                                  __m256 g) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const __m256 pos = _mm256_cmp_ps(y, zero, _CMP_GT_OQ);
+    const __m256 nan = _mm256_cmp_ps(y, y, _CMP_UNORD_Q);
+    switch (act) {
+    case FNN_ACT_RELU: return _mm256_blendv_ps(_mm256_and_ps(pos, g), y, nan);
+    case FNN_ACT_SIGMOID: return _mm256_mul_ps(g, _mm256_mul_ps(y, _mm256_sub_ps(one, y)));
+    case FNN_ACT_TANH:
+        return _mm256_mul_ps(g, _mm256_mul_ps(_mm256_sub_ps(one, y), _mm256_add_ps(one, y)));
+    case FNN_ACT_GELU: return _mm256_mul_ps(g, gelu_grad8(p));
+    case FNN_ACT_ELU: return _mm256_blendv_ps(_mm256_mul_ps(g, _mm256_add_ps(y, alpha)), g, pos);
+    case FNN_ACT_LEAKY_RELU:
+        return _mm256_blendv_ps(_mm256_blendv_ps(_mm256_mul_ps(alpha, g), g, pos), y, nan);
+    default: return g;
+    }
+}
+
+/* The whole array with one formula: full vectors, then one masked vector for the rest, so an
+ * element's result never depends on where it sits (the GEMM epilogue applies act per tile and
+ * must equal a separate pass bit for bit). */
+static ALWAYS_INLINE FNN_TARGET_AVX2 void fwd_loop(fnn_act act, float act_alpha, const float *x,
+                                                  float *y, int64_t n) {
+    const __m256 alpha = _mm256_set1_ps(act_alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, act8(act, alpha, _mm256_loadu_ps(x + i)));
+    if (i < n) {
+        const __m256i k = tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, k, act8(act, alpha, _mm256_maskload_ps(x + i, k)));
+    }
+}
+
+static ALWAYS_INLINE FNN_TARGET_AVX2 void bwd_loop(fnn_act act, float act_alpha,
+                                                  const float *pre, const float *y,
+                                                  const float *dy, float *dx, int64_t n) {
+    const __m256 alpha = _mm256_set1_ps(act_alpha), zero = _mm256_setzero_ps();
+    const int gelu = act == FNN_ACT_GELU;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 p = gelu ? _mm256_loadu_ps(pre + i) : zero;
+        const __m256 v = gelu ? zero : _mm256_loadu_ps(y + i);
+        _mm256_storeu_ps(dx + i, grad8(act, alpha, p, v, _mm256_loadu_ps(dy + i)));
+    }
+    if (i < n) {
+        const __m256i k = tail_mask(n - i);
+        const __m256 p = gelu ? _mm256_maskload_ps(pre + i, k) : zero;
+        const __m256 v = gelu ? zero : _mm256_maskload_ps(y + i, k);
+        _mm256_maskstore_ps(dx + i, k, grad8(act, alpha, p, v, _mm256_maskload_ps(dy + i, k)));
+    }
+}
+
 FNN_TARGET_AVX2 void fnn_act_fwd_f32_avx2(fnn_act act, float act_alpha, const float *x,
                                           float *y, int64_t n) {
-    const int64_t nv = n & ~(int64_t)7;
-    const __m256 zero = _mm256_setzero_ps(), alpha = _mm256_set1_ps(act_alpha);
-    int64_t i = 0;
-    switch (act) {
-    case FNN_ACT_RELU:
-        for (; i < nv; i += 8) _mm256_storeu_ps(y + i, _mm256_max_ps(zero, _mm256_loadu_ps(x + i)));
-        break;
-    case FNN_ACT_SIGMOID:
-        for (; i < nv; i += 8) _mm256_storeu_ps(y + i, sigmoid8(_mm256_loadu_ps(x + i)));
-        break;
-    case FNN_ACT_TANH:
-        for (; i < nv; i += 8) _mm256_storeu_ps(y + i, tanh8(_mm256_loadu_ps(x + i)));
-        break;
-    case FNN_ACT_GELU:
-        for (; i < nv; i += 8) _mm256_storeu_ps(y + i, gelu8(_mm256_loadu_ps(x + i)));
-        break;
-    case FNN_ACT_ELU:
-        for (; i < nv; i += 8) _mm256_storeu_ps(y + i, elu8(_mm256_loadu_ps(x + i), alpha));
-        break;
-    case FNN_ACT_LEAKY_RELU:
-        for (; i < nv; i += 8) {
-            const __m256 v = _mm256_loadu_ps(x + i);
-            const __m256 neg = _mm256_cmp_ps(v, zero, _CMP_LT_OQ);
-            _mm256_storeu_ps(y + i, _mm256_blendv_ps(v, _mm256_mul_ps(alpha, v), neg));
-        }
-        break;
+    switch (act) { /* one loop per act: the dispatch stays out of the loop */
+    case FNN_ACT_RELU: fwd_loop(FNN_ACT_RELU, act_alpha, x, y, n); break;
+    case FNN_ACT_SIGMOID: fwd_loop(FNN_ACT_SIGMOID, act_alpha, x, y, n); break;
+    case FNN_ACT_TANH: fwd_loop(FNN_ACT_TANH, act_alpha, x, y, n); break;
+    case FNN_ACT_GELU: fwd_loop(FNN_ACT_GELU, act_alpha, x, y, n); break;
+    case FNN_ACT_ELU: fwd_loop(FNN_ACT_ELU, act_alpha, x, y, n); break;
+    case FNN_ACT_LEAKY_RELU: fwd_loop(FNN_ACT_LEAKY_RELU, act_alpha, x, y, n); break;
     default: /* linear (softmax is row-wise, never here) */
-        if (y == x) return;
-        for (; i < nv; i += 8) _mm256_storeu_ps(y + i, _mm256_loadu_ps(x + i));
+        if (y != x) fwd_loop(FNN_ACT_LINEAR, act_alpha, x, y, n);
         break;
     }
-    for (; i < n; i++) y[i] = fnn_act_scalar(act, act_alpha, x[i]);
 }
 
 FNN_TARGET_AVX2 void fnn_act_bwd_f32_avx2(fnn_act act, float act_alpha, const float *preact,
                                           const float *y, const float *dy, float *dx,
                                           int64_t n) {
-    const int64_t nv = n & ~(int64_t)7;
-    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
-    const __m256 alpha = _mm256_set1_ps(act_alpha);
-    int64_t i = 0;
     switch (act) {
-    case FNN_ACT_RELU:
-        for (; i < nv; i += 8) {
-            const __m256 v = _mm256_loadu_ps(y + i);
-            const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
-            const __m256 g = _mm256_and_ps(pos, _mm256_loadu_ps(dy + i));
-            _mm256_storeu_ps(dx + i, _mm256_blendv_ps(g, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
-        }
-        break;
-    case FNN_ACT_SIGMOID:
-        for (; i < nv; i += 8) {
-            const __m256 v = _mm256_loadu_ps(y + i);
-            const __m256 d = _mm256_mul_ps(v, _mm256_sub_ps(one, v));
-            _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), d));
-        }
-        break;
-    case FNN_ACT_TANH:
-        for (; i < nv; i += 8) {
-            const __m256 v = _mm256_loadu_ps(y + i);
-            const __m256 d = _mm256_mul_ps(_mm256_sub_ps(one, v), _mm256_add_ps(one, v));
-            _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), d));
-        }
-        break;
-    case FNN_ACT_GELU:
-        for (; i < nv; i += 8)
-            _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i),
-                                                   gelu_grad8(_mm256_loadu_ps(preact + i))));
-        break;
-    case FNN_ACT_ELU:
-        for (; i < nv; i += 8) {
-            const __m256 v = _mm256_loadu_ps(y + i), g = _mm256_loadu_ps(dy + i);
-            const __m256 neg = _mm256_mul_ps(g, _mm256_add_ps(v, alpha));
-            _mm256_storeu_ps(dx + i, _mm256_blendv_ps(neg, g, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
-        }
-        break;
-    case FNN_ACT_LEAKY_RELU:
-        for (; i < nv; i += 8) {
-            const __m256 v = _mm256_loadu_ps(y + i), g = _mm256_loadu_ps(dy + i);
-            const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
-            __m256 r = _mm256_blendv_ps(_mm256_mul_ps(alpha, g), g, pos);
-            r = _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-            _mm256_storeu_ps(dx + i, r);
-        }
-        break;
+    case FNN_ACT_RELU: bwd_loop(FNN_ACT_RELU, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_SIGMOID: bwd_loop(FNN_ACT_SIGMOID, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_TANH: bwd_loop(FNN_ACT_TANH, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_GELU: bwd_loop(FNN_ACT_GELU, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_ELU: bwd_loop(FNN_ACT_ELU, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_LEAKY_RELU: bwd_loop(FNN_ACT_LEAKY_RELU, act_alpha, preact, y, dy, dx, n); break;
     default: /* linear */
-        if (dx == dy) return;
-        for (; i < nv; i += 8) _mm256_storeu_ps(dx + i, _mm256_loadu_ps(dy + i));
+        if (dx != dy) bwd_loop(FNN_ACT_LINEAR, act_alpha, preact, y, dy, dx, n);
         break;
-    }
-    for (; i < n; i++) {
-        const float pre = preact != NULL ? preact[i] : 0.0f, v = y != NULL ? y[i] : 0.0f;
-        dx[i] = fnn_act_grad_scalar(act, act_alpha, pre, v, dy[i]);
     }
 }
 
@@ -251,12 +265,8 @@ static inline FNN_TARGET_AVX2 float hmax8(__m256 v) {
     return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
 }
 
-/* The row reductions finish with a masked vector step instead of a scalar tail: rows are
- * often shorter than a vector (10 classes), where the tail would be all the work. */
-static inline FNN_TARGET_AVX2 __m256i tail_mask(int64_t rest) {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rest), lanes);
-}
+/* The row reductions finish with a masked vector step too: rows are often shorter than a
+ * vector (10 classes), where a scalar tail would be all the work. */
 
 FNN_TARGET_AVX2 float fnn_row_max_f32_avx2(const float *x, int64_t n) {
     __m256 acc = _mm256_set1_ps(-INFINITY);

@@ -1,6 +1,6 @@
-/* eltwise_avx512.c - AVX-512 activations, gradients and row reductions, 16 floats a step; the
- * scalar tails use eltwise_scalar.h. Same algorithms and constants as eltwise_avx2.c (see its
- * header for the method and the error bounds); comparisons produce mask registers. */
+/* eltwise_avx512.c - AVX-512 activations, gradients and row reductions, 16 floats a step, the
+ * last partial vector masked (see eltwise_avx2.c for why). Same algorithms and constants as
+ * eltwise_avx2.c (see its header for the method and the error bounds). */
 #include "eltwise_scalar.h"
 
 #ifdef FNN_X86_64
@@ -126,104 +126,105 @@ static inline FNN_TARGET_AVX512 __m512 gelu_grad16(__m512 x) {
     return _mm512_fmadd_ps(_mm512_mul_ps(xs, _mm512_set1_ps((float)FNN_INV_SQRT_2PI)), e, cdf);
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* Lanes [0, rest) of a vector, rest >= 1 (all 16 when rest >= 16). */
+static inline FNN_TARGET_AVX512 __mmask16 tail_mask(int64_t rest) {
+    return rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1u);
+}
+
+/* act of one vector (any act but softmax); act is a constant wherever this is inlined. */
+static ALWAYS_INLINE FNN_TARGET_AVX512 __m512 act16(fnn_act act, __m512 alpha, __m512 v) {
+    const __m512 zero = _mm512_setzero_ps();
+    switch (act) {
+    case FNN_ACT_RELU: return _mm512_max_ps(zero, v);
+    case FNN_ACT_SIGMOID: return sigmoid16(v);
+    case FNN_ACT_TANH: return tanh16(v);
+    case FNN_ACT_GELU: return gelu16(v);
+    case FNN_ACT_ELU: return elu16(v, alpha);
+    case FNN_ACT_LEAKY_RELU:
+        return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), alpha, v);
+    default: return v;
+    }
+}
+
+/* dL/dpreact of one vector from the output y (or preact p for gelu) and dy. */
+static ALWAYS_INLINE FNN_TARGET_AVX512 __m512 grad16(fnn_act act, __m512 alpha, __m512 p,
+                                                     __m512 y, __m512 g) {
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    const __mmask16 pos = _mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ);
+    const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
+    switch (act) {
+    case FNN_ACT_RELU: return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(pos, g), nan, y);
+    case FNN_ACT_SIGMOID: return _mm512_mul_ps(g, _mm512_mul_ps(y, _mm512_sub_ps(one, y)));
+    case FNN_ACT_TANH:
+        return _mm512_mul_ps(g, _mm512_mul_ps(_mm512_sub_ps(one, y), _mm512_add_ps(one, y)));
+    case FNN_ACT_GELU: return _mm512_mul_ps(g, gelu_grad16(p));
+    case FNN_ACT_ELU:
+        return _mm512_mask_mov_ps(_mm512_mul_ps(g, _mm512_add_ps(y, alpha)), pos, g);
+    case FNN_ACT_LEAKY_RELU:
+        return _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mul_ps(alpha, g), pos, g), nan, y);
+    default: return g;
+    }
+}
+
+/* The whole array with one formula: full vectors, then one masked vector for the rest, so an
+ * element's result never depends on where it sits (the GEMM epilogue applies act per tile and
+ * must equal a separate pass bit for bit). */
+static ALWAYS_INLINE FNN_TARGET_AVX512 void fwd_loop(fnn_act act, float act_alpha,
+                                                     const float *x, float *y, int64_t n) {
+    const __m512 alpha = _mm512_set1_ps(act_alpha);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, k, act16(act, alpha, _mm512_maskz_loadu_ps(k, x + i)));
+    }
+}
+
+static ALWAYS_INLINE FNN_TARGET_AVX512 void bwd_loop(fnn_act act, float act_alpha,
+                                                     const float *pre, const float *y,
+                                                     const float *dy, float *dx, int64_t n) {
+    const __m512 alpha = _mm512_set1_ps(act_alpha), zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = tail_mask(n - i);
+        const __m512 p = act == FNN_ACT_GELU ? _mm512_maskz_loadu_ps(k, pre + i) : zero;
+        const __m512 v = act == FNN_ACT_GELU ? zero : _mm512_maskz_loadu_ps(k, y + i);
+        const __m512 g = _mm512_maskz_loadu_ps(k, dy + i);
+        _mm512_mask_storeu_ps(dx + i, k, grad16(act, alpha, p, v, g));
+    }
+}
+
 FNN_TARGET_AVX512 void fnn_act_fwd_f32_avx512(fnn_act act, float act_alpha, const float *x,
                                               float *y, int64_t n) {
-    const int64_t nv = n & ~(int64_t)15;
-    const __m512 zero = _mm512_setzero_ps(), alpha = _mm512_set1_ps(act_alpha);
-    int64_t i = 0;
-    switch (act) {
-    case FNN_ACT_RELU:
-        for (; i < nv; i += 16)
-            _mm512_storeu_ps(y + i, _mm512_max_ps(zero, _mm512_loadu_ps(x + i)));
-        break;
-    case FNN_ACT_SIGMOID:
-        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, sigmoid16(_mm512_loadu_ps(x + i)));
-        break;
-    case FNN_ACT_TANH:
-        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, tanh16(_mm512_loadu_ps(x + i)));
-        break;
-    case FNN_ACT_GELU:
-        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, gelu16(_mm512_loadu_ps(x + i)));
-        break;
-    case FNN_ACT_ELU:
-        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, elu16(_mm512_loadu_ps(x + i), alpha));
-        break;
-    case FNN_ACT_LEAKY_RELU:
-        for (; i < nv; i += 16) {
-            const __m512 v = _mm512_loadu_ps(x + i);
-            const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
-            _mm512_storeu_ps(y + i, _mm512_mask_mul_ps(v, neg, alpha, v));
-        }
-        break;
+    switch (act) { /* one loop per act: the dispatch stays out of the loop */
+    case FNN_ACT_RELU: fwd_loop(FNN_ACT_RELU, act_alpha, x, y, n); break;
+    case FNN_ACT_SIGMOID: fwd_loop(FNN_ACT_SIGMOID, act_alpha, x, y, n); break;
+    case FNN_ACT_TANH: fwd_loop(FNN_ACT_TANH, act_alpha, x, y, n); break;
+    case FNN_ACT_GELU: fwd_loop(FNN_ACT_GELU, act_alpha, x, y, n); break;
+    case FNN_ACT_ELU: fwd_loop(FNN_ACT_ELU, act_alpha, x, y, n); break;
+    case FNN_ACT_LEAKY_RELU: fwd_loop(FNN_ACT_LEAKY_RELU, act_alpha, x, y, n); break;
     default: /* linear (softmax is row-wise, never here) */
-        if (y == x) return;
-        for (; i < nv; i += 16) _mm512_storeu_ps(y + i, _mm512_loadu_ps(x + i));
+        if (y != x) fwd_loop(FNN_ACT_LINEAR, act_alpha, x, y, n);
         break;
     }
-    for (; i < n; i++) y[i] = fnn_act_scalar(act, act_alpha, x[i]);
 }
 
 FNN_TARGET_AVX512 void fnn_act_bwd_f32_avx512(fnn_act act, float act_alpha, const float *preact,
                                               const float *y, const float *dy, float *dx,
                                               int64_t n) {
-    const int64_t nv = n & ~(int64_t)15;
-    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
-    const __m512 alpha = _mm512_set1_ps(act_alpha);
-    int64_t i = 0;
     switch (act) {
-    case FNN_ACT_RELU:
-        for (; i < nv; i += 16) {
-            const __m512 v = _mm512_loadu_ps(y + i);
-            const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
-            const __m512 g = _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(dy + i));
-            const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-            _mm512_storeu_ps(dx + i, _mm512_mask_mov_ps(g, nan, v));
-        }
-        break;
-    case FNN_ACT_SIGMOID:
-        for (; i < nv; i += 16) {
-            const __m512 v = _mm512_loadu_ps(y + i);
-            const __m512 d = _mm512_mul_ps(v, _mm512_sub_ps(one, v));
-            _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), d));
-        }
-        break;
-    case FNN_ACT_TANH:
-        for (; i < nv; i += 16) {
-            const __m512 v = _mm512_loadu_ps(y + i);
-            const __m512 d = _mm512_mul_ps(_mm512_sub_ps(one, v), _mm512_add_ps(one, v));
-            _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i), d));
-        }
-        break;
-    case FNN_ACT_GELU:
-        for (; i < nv; i += 16)
-            _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dy + i),
-                                                   gelu_grad16(_mm512_loadu_ps(preact + i))));
-        break;
-    case FNN_ACT_ELU:
-        for (; i < nv; i += 16) {
-            const __m512 v = _mm512_loadu_ps(y + i), g = _mm512_loadu_ps(dy + i);
-            const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
-            _mm512_storeu_ps(dx + i, _mm512_mask_mov_ps(_mm512_mul_ps(g, _mm512_add_ps(v, alpha)),
-                                                        pos, g));
-        }
-        break;
-    case FNN_ACT_LEAKY_RELU:
-        for (; i < nv; i += 16) {
-            const __m512 v = _mm512_loadu_ps(y + i), g = _mm512_loadu_ps(dy + i);
-            const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
-            const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-            const __m512 r = _mm512_mask_mov_ps(_mm512_mul_ps(alpha, g), pos, g);
-            _mm512_storeu_ps(dx + i, _mm512_mask_mov_ps(r, nan, v));
-        }
-        break;
+    case FNN_ACT_RELU: bwd_loop(FNN_ACT_RELU, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_SIGMOID: bwd_loop(FNN_ACT_SIGMOID, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_TANH: bwd_loop(FNN_ACT_TANH, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_GELU: bwd_loop(FNN_ACT_GELU, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_ELU: bwd_loop(FNN_ACT_ELU, act_alpha, preact, y, dy, dx, n); break;
+    case FNN_ACT_LEAKY_RELU: bwd_loop(FNN_ACT_LEAKY_RELU, act_alpha, preact, y, dy, dx, n); break;
     default: /* linear */
-        if (dx == dy) return;
-        for (; i < nv; i += 16) _mm512_storeu_ps(dx + i, _mm512_loadu_ps(dy + i));
+        if (dx != dy) bwd_loop(FNN_ACT_LINEAR, act_alpha, preact, y, dy, dx, n);
         break;
-    }
-    for (; i < n; i++) {
-        const float pre = preact != NULL ? preact[i] : 0.0f, v = y != NULL ? y[i] : 0.0f;
-        dx[i] = fnn_act_grad_scalar(act, act_alpha, pre, v, dy[i]);
     }
 }
 
@@ -236,11 +237,8 @@ static inline FNN_TARGET_AVX512 float hsum16(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-/* The row reductions finish with a masked vector step instead of a scalar tail: rows are
- * often shorter than a vector (10 classes), where the tail would be all the work. */
-static inline FNN_TARGET_AVX512 __mmask16 tail_mask(int64_t rest) {
-    return (__mmask16)((1u << rest) - 1u);
-}
+/* The row reductions finish with a masked vector step too: rows are often shorter than a
+ * vector (10 classes), where a scalar tail would be all the work. */
 
 FNN_TARGET_AVX512 float fnn_row_max_f32_avx512(const float *x, int64_t n) {
     __m512 acc = _mm512_set1_ps(-INFINITY);

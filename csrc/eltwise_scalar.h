@@ -1,6 +1,8 @@
-/* eltwise_scalar.h - the scalar formula of every activation and its gradient, in one place.
- * Used by the reference kernels (eltwise.c) and by the scalar tails of the vector kernels
- * (eltwise_avx2.c, eltwise_avx512.c), so the three cannot drift apart. Private.
+/* eltwise_scalar.h - the scalar formula of every activation and its gradient, in one place:
+ * the reference kernels (eltwise.c). The vector kernels (eltwise_avx2.c, eltwise_avx512.c)
+ * write the same formulas with vector math and finish arrays with a masked vector instead of a
+ * scalar tail, so within an ISA an element's result never depends on its position (the GEMM
+ * epilogue applies act per tile and must match a separate pass bit for bit). Private.
  *
  * NaN semantics, shared with the vector kernels: a NaN input gives a NaN output; comparisons
  * are written so that NaN falls through to the branch that propagates it. Gradients use the

@@ -112,8 +112,9 @@ fnn_gemm_blocking fnn_gemm_get_blocking(void);
  * optim.c, dropout.c). All arrays are contiguous float32 unless stated otherwise.
  * Threads split arrays at multiples of 64 elements (whole rows for row-wise ops) and every
  * reduction has one fixed order, so results are bitwise identical for every n_threads.
- * Element-wise results may differ between ISAs by a few ulp (vector exp/tanh/erf); optimizer
- * updates and dropout are bitwise identical on every ISA.
+ * Element-wise results may differ between ISAs by a few ulp (vector exp/tanh/erf), never with
+ * an element's position: the GEMM epilogue and a separate fnn_act_fwd_f32 pass give the same
+ * bits. Optimizer updates and dropout are bitwise identical on every ISA.
  */
 
 /* y = act(x) over rows x cols. Softmax normalises each row (cols elements, max-subtracted);

@@ -139,7 +139,8 @@ void fnn_act_fwd_f32_ref(fnn_act act, float act_alpha, const float *x, float *y,
  * More element-wise kernels of one ISA (eltwise*.c, optim.c, dropout.c). Each is
  * single-threaded and works on n contiguous elements; the public wrappers split work between
  * threads. act_fwd / act_bwd take any fnn_act but softmax (row-wise: see eltwise.c). The
- * scalar formulas live in eltwise_scalar.h, shared by the ref kernels and the vector tails.
+ * scalar formulas live in eltwise_scalar.h (ref kernels); the vector kernels mask their last
+ * partial vector, so an element's result never depends on its position in the array.
  */
 typedef void (*fnn_act_bwd_fn)(fnn_act act, float act_alpha, const float *preact,
                                const float *y, const float *dy, float *dx, int64_t n);
