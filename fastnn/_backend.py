@@ -1,8 +1,10 @@
 """The kernel boundary: every per-batch numeric operation of layers, losses and optimizers.
 
-This module is the ONLY place where the Python API touches numbers batch by batch. Today the
-bodies are NumPy; they will be replaced by calls into the fused C kernels of `fastnn._kernels`
-with these exact signatures, so the contract below is what both implementations promise.
+This module is the ONLY place where the Python API touches numbers batch by batch. The dense
+network's functions call the fused C kernels of `fastnn._kernels` (GEMM with its epilogue,
+activations, bias gradient, cross-entropies, optimizer updates, dropout); the NumPy bodies they
+replaced live on in tests/_backend_numpy.py as references. The probability-space losses, mse,
+mae and the regularizer penalty are still NumPy.
 
 Contract shared by every function:
 - Arrays are float32 and C-contiguous unless stated otherwise (labels: int64; dropout masks:
@@ -11,10 +13,10 @@ Contract shared by every function:
 - Results go into caller-provided `out`-style buffers, which are overwritten (never accumulated
   into) unless a docstring says "accumulates". Layers allocate those buffers once per batch
   shape and reuse them, so the steady state of training allocates no large arrays.
-  (The NumPy bodies still create a few temporaries, e.g. in optimizer updates; the C kernels
-  are single fused passes.)
+  The C kernels are single fused passes; the NumPy bodies below still create temporaries.
 - An `out` buffer never overlaps an input, except where a docstring allows it.
-- Reductions use a fixed summation order, so the same inputs give the same bits.
+- Reductions use a fixed summation order, so the same inputs give the same bits (for every
+  thread count, too).
 - Shapes use named dimensions: `batch` rows, `in_dim`/`units` features, `classes` outputs.
 
 Beyond the dense-network kernels listed in issue 3 (dense_forward, needs_preact, act_forward,
@@ -25,19 +27,24 @@ regularizers need: xent_probs, bce_probs, mse, mae and l1l2_penalty.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from fastnn import _kernels
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu")
 _EPSILON = 1e-7  # Keras's backend.epsilon(): clipping bound of probability-space losses.
-_SQRT_HALF = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+# The kernels' activation index (fnn_act) of each canonical name.
+_ACT_ID = {name: _kernels.ACTIVATIONS.index(name) for name in ACTIVATIONS}
 
 
 def _check_act(act: str) -> None:
     if act not in ACTIVATIONS:
         raise ValueError(f"_backend: unknown activation {act!r}, expected one of {ACTIVATIONS}")
+
+
+def _act_id(act: str) -> int:
+    _check_act(act)
+    return _ACT_ID[act]
 
 
 def needs_preact(act: str) -> bool:
@@ -49,16 +56,6 @@ def needs_preact(act: str) -> bool:
     return act == "gelu"
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf(x) in float64 (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7, enough for float32)."""
-    x = np.asarray(x, dtype=np.float64)
-    ax = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * ax)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
-                + t * (-1.453152027 + t * 1.061405429))))
-    return np.copysign(1.0 - poly * np.exp(-ax * ax), x)
-
-
 def act_forward(act: str, act_alpha: float, x: np.ndarray, out: np.ndarray) -> None:
     """out = act(x), elementwise; softmax normalises over the last axis.
 
@@ -68,40 +65,7 @@ def act_forward(act: str, act_alpha: float, x: np.ndarray, out: np.ndarray) -> N
         x: any shape.
         out: same shape as x; may be x itself (in place).
     """
-    _check_act(act)
-    if act == "linear":
-        if out is not x:
-            np.copyto(out, x)
-    elif act == "relu":
-        np.maximum(x, 0.0, out=out)
-    elif act == "sigmoid":
-        # 1 / (1 + exp(-x)): exp overflows to inf for x < -88, giving the correct limit 0.
-        with np.errstate(over="ignore"):
-            np.negative(x, out=out)
-            np.exp(out, out=out)
-        out += 1.0
-        np.reciprocal(out, out=out)
-    elif act == "tanh":
-        np.tanh(x, out=out)
-    elif act == "softmax":
-        row_max = x.max(axis=-1, keepdims=True)
-        np.subtract(x, row_max, out=out)
-        np.exp(out, out=out)
-        out /= out.sum(axis=-1, keepdims=True)
-    elif act == "leaky_relu":
-        scaled = x * np.float32(act_alpha)
-        (np.maximum if act_alpha <= 1.0 else np.minimum)(x, scaled, out=out)
-    elif act == "elu":
-        neg = np.minimum(x, 0.0)
-        np.expm1(neg, out=neg)
-        neg *= np.float32(act_alpha)
-        np.maximum(x, 0.0, out=out)
-        out += neg
-    else:  # gelu, exact erf form (Keras's default approximate=False)
-        cdf = _erf(x * _SQRT_HALF)
-        cdf += 1.0
-        cdf *= x
-        np.multiply(cdf, 0.5, out=out, casting="same_kind")
+    _kernels.act_fwd(x, out, act=_act_id(act), act_alpha=act_alpha)
 
 
 def act_backward(act: str, act_alpha: float, preact: np.ndarray | None, y: np.ndarray,
@@ -116,39 +80,9 @@ def act_backward(act: str, act_alpha: float, preact: np.ndarray | None, y: np.nd
         dy: gradient of the loss with respect to y.
         out: same shape as dy; must not overlap preact, y or dy.
     """
-    _check_act(act)
-    if act == "linear":
-        np.copyto(out, dy)
-    elif act == "relu":
-        np.sign(y, out=out)  # y >= 0, so sign(y) is the 0/1 mask of preact > 0.
-        out *= dy
-    elif act == "sigmoid":
-        np.subtract(1.0, y, out=out)
-        out *= y
-        out *= dy
-    elif act == "tanh":
-        np.multiply(y, y, out=out)
-        np.subtract(1.0, out, out=out)
-        out *= dy
-    elif act == "softmax":
-        np.multiply(dy, y, out=out)
-        dot = out.sum(axis=-1, keepdims=True)
-        np.subtract(dy, dot, out=out)
-        out *= y
-    elif act == "leaky_relu":
-        # y > 0 exactly where preact > 0 (alpha >= 0); slope alpha elsewhere, as TF at 0.
-        np.multiply(dy, np.float32(act_alpha), out=out)
-        np.copyto(out, dy, where=y > 0)
-    elif act == "elu":
-        # d/dx alpha*(exp(x) - 1) = y + alpha for x <= 0; 1 for x > 0.
-        np.add(y, np.float32(act_alpha), out=out)
-        out *= dy
-        np.copyto(out, dy, where=y > 0)
-    else:  # gelu: d/dx x*Phi(x) = Phi(x) + x*phi(x)
-        x64 = preact.astype(np.float64)
-        pdf = _INV_SQRT_2PI * np.exp(-0.5 * x64 * x64)
-        deriv = 0.5 * (1.0 + _erf(x64 * _SQRT_HALF)) + x64 * pdf
-        np.multiply(deriv, dy, out=out, casting="same_kind")
+    act_id = _act_id(act)
+    _kernels.act_bwd(y, dy, out, act=act_id, act_alpha=act_alpha,
+                     preact=preact if act == "gelu" else None)
 
 
 def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, act: str,
@@ -164,12 +98,13 @@ def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, ac
         preact_out: (batch, units) or None; when given, also receives x @ kernel + bias
             (needed by gelu's backward and by fused softmax/sigmoid + cross-entropy).
     """
-    _check_act(act)
+    act_id = _act_id(act)
+    if act != "softmax" and preact_out is None:  # act(x @ kernel + bias) in the GEMM epilogue
+        _kernels.gemm(x, kernel, out, bias=bias, act=act_id, act_alpha=act_alpha)
+        return
     z = out if preact_out is None else preact_out
-    np.matmul(x, kernel, out=z)
-    if bias is not None:
-        z += bias
-    act_forward(act, act_alpha, z, out)
+    _kernels.gemm(x, kernel, z, bias=bias)
+    _kernels.act_fwd(z, out, act=act_id, act_alpha=act_alpha)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
@@ -179,12 +114,12 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, trans_a: bool = False,
     Dense backward uses it as dW = matmul(x, dz, trans_a=True), (in_dim, units), and
     dX = matmul(dz, kernel, trans_b=True), (batch, in_dim). out must not overlap a or b.
     """
-    np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+    _kernels.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b)
 
 
 def bias_grad(dy: np.ndarray, out: np.ndarray) -> None:
     """out = dy.sum(axis=0): (batch, units) -> (units,), in a fixed summation order."""
-    np.sum(dy, axis=0, out=out)
+    _kernels.bias_grad(dy, out)
 
 
 def softmax_xent(logits: np.ndarray, labels: np.ndarray, sparse: bool,
@@ -201,25 +136,10 @@ def softmax_xent(logits: np.ndarray, labels: np.ndarray, sparse: bool,
         sparse: which label form is given.
         grad_out: (batch, classes), dL/dlogits; must not overlap logits or labels.
     """
-    batch = logits.shape[0]
-    row_max = logits.max(axis=1, keepdims=True)
-    np.subtract(logits, row_max, out=grad_out)
-    np.exp(grad_out, out=grad_out)
-    sum_exp = grad_out.sum(axis=1, keepdims=True)
-    log_norm = np.log(sum_exp[:, 0], dtype=np.float64) + row_max[:, 0]  # logsumexp per row
-    grad_out /= sum_exp
-    if sparse:
-        rows = np.arange(batch)
-        loss = np.sum(log_norm - logits[rows, labels]) / batch
-        grad_out[rows, labels] -= 1.0
-    else:
-        label_sum = labels.sum(axis=1, dtype=np.float64)
-        picked = np.einsum("ij,ij->i", labels, logits, dtype=np.float64)
-        loss = np.sum(log_norm * label_sum - picked) / batch
-        grad_out *= label_sum[:, None].astype(np.float32)
-        grad_out -= labels
-    grad_out /= np.float32(batch)
-    return float(loss)
+    want = np.int64 if sparse else np.float32
+    if labels.dtype != want:  # (batch,) or (batch, classes): a cheap, rare conversion
+        labels = np.ascontiguousarray(labels, dtype=want)
+    return _kernels.softmax_xent(logits, labels, grad_out)
 
 
 def sigmoid_bce(logits: np.ndarray, labels: np.ndarray, grad_out: np.ndarray) -> float:
@@ -228,18 +148,7 @@ def sigmoid_bce(logits: np.ndarray, labels: np.ndarray, grad_out: np.ndarray) ->
     loss = mean(max(z, 0) - z*y + log1p(exp(-|z|))); grad_out = (sigmoid(z) - y) / z.size.
     logits, labels and grad_out share one shape (batch, units); grad_out overlaps neither.
     """
-    count = logits.size
-    np.abs(logits, out=grad_out)
-    sum_abs = grad_out.sum(dtype=np.float64)
-    np.negative(grad_out, out=grad_out)
-    np.exp(grad_out, out=grad_out)
-    np.log1p(grad_out, out=grad_out)
-    sum_relu = 0.5 * (sum_abs + logits.sum(dtype=np.float64))
-    loss = (sum_relu - np.vdot(logits, labels) + grad_out.sum(dtype=np.float64)) / count
-    act_forward("sigmoid", 0.0, logits, grad_out)
-    grad_out -= labels
-    grad_out /= np.float32(count)
-    return float(loss)
+    return _kernels.sigmoid_bce(logits, labels, grad_out)
 
 
 def xent_probs(probs: np.ndarray, labels: np.ndarray, sparse: bool,
@@ -323,16 +232,8 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None,
     momentum == 0: w -= lr*g. Else v = momentum*v - lr*g, then w += v, or with nesterov
     w += momentum*v - lr*g.
     """
-    lr32 = np.float32(lr)
-    if velocity is None:
-        param -= lr32 * grad
-        return
-    velocity *= np.float32(momentum)
-    velocity -= lr32 * grad
-    if nesterov:
-        param += np.float32(momentum) * velocity - lr32 * grad
-    else:
-        param += velocity
+    momentum = momentum if velocity is not None else 0.0  # no slot: Keras's plain rule
+    _kernels.sgd_update(param, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
 def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float,
@@ -342,12 +243,8 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
     alpha = lr * sqrt(1 - beta_2^step) / (1 - beta_1^step); m += (g - m)(1 - beta_1);
     v += (g^2 - v)(1 - beta_2); w -= alpha * m / (sqrt(v) + epsilon). Scalars in float32.
     """
-    f32 = np.float32
-    t = f32(step)
-    alpha = f32(lr) * np.sqrt(f32(1) - f32(beta_2) ** t) / (f32(1) - f32(beta_1) ** t)
-    m += (grad - m) * f32(1.0 - beta_1)
-    v += (grad * grad - v) * f32(1.0 - beta_2)
-    param -= (m * alpha) / (np.sqrt(v) + f32(epsilon))
+    _kernels.adam_update(param, grad, m, v, lr=lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                         step=int(step))
 
 
 def rmsprop_update(param: np.ndarray, grad: np.ndarray, ms: np.ndarray, mom: np.ndarray | None,
@@ -357,16 +254,8 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, ms: np.ndarray, mom: np.
     ms = rho*ms + (1 - rho)*g^2; inc = lr*g / sqrt(ms + epsilon) (epsilon inside the root);
     momentum > 0: mom = momentum*mom + inc, w -= mom; else w -= inc.
     """
-    f32 = np.float32
-    ms *= f32(rho)
-    ms += f32(1.0 - rho) * grad * grad
-    increment = f32(lr) * grad / np.sqrt(ms + f32(epsilon))
-    if mom is None:
-        param -= increment
-    else:
-        mom *= f32(momentum)
-        mom += increment
-        param -= mom
+    _kernels.rmsprop_update(param, grad, ms, mom, lr=lr, rho=rho,
+                            momentum=momentum if mom is not None else 0.0, epsilon=epsilon)
 
 
 def dropout_forward(x: np.ndarray, rate: float, rng: np.random.Generator, mask_out: np.ndarray,
@@ -380,13 +269,9 @@ def dropout_forward(x: np.ndarray, rate: float, rng: np.random.Generator, mask_o
         mask_out: uint8, x's shape; receives 1 where kept, 0 where dropped.
         out: x's shape; must not overlap x.
     """
-    rng.random(dtype=np.float32, out=out)
-    np.greater_equal(out, np.float32(rate), out=mask_out)
-    np.multiply(x, mask_out, out=out)
-    out /= np.float32(1.0 - rate)
-
+    seed = int(rng.integers(0, 2**64, dtype=np.uint64))
+    _kernels.dropout_fwd(x, mask_out, out, rate=rate, seed=seed)
 
 def dropout_backward(dy: np.ndarray, mask: np.ndarray, rate: float, out: np.ndarray) -> None:
     """out = dy * mask / (1 - rate), the gradient of `dropout_forward`. out must not overlap dy."""
-    np.multiply(dy, mask, out=out)
-    out /= np.float32(1.0 - rate)
+    _kernels.dropout_bwd(dy, mask, out, rate=rate)
