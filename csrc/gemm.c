@@ -59,7 +59,13 @@ static void pack_b(fnn_gemm_pack_t_fn pack_t, const fnn_gemm_problem *p, int64_t
     for (int64_t jr = 0; jr < nc; jr += nr) {
         const int64_t cols = FNN_MIN(nr, nc - jr);
         float *FNN_RESTRICT dst = bp + jr * kc;
-        if (p->tb == FNN_NOTRANS) {
+        if (p->tb == FNN_NOTRANS && cols == FNN_GEMM_MAX_NR && nr == FNN_GEMM_MAX_NR) {
+            /* The common full AVX-512 panel: a fixed-size copy the compiler inlines as vector
+             * moves (a variable-size one became a memmove call per 128-byte row). */
+            for (int64_t kk = 0; kk < kc; kk++)
+                memcpy(dst + kk * FNN_GEMM_MAX_NR, p->b + (p0 + kk) * p->ldb + j0 + jr,
+                       FNN_GEMM_MAX_NR * sizeof(float));
+        } else if (p->tb == FNN_NOTRANS) {
             for (int64_t kk = 0; kk < kc; kk++) {
                 const float *FNN_RESTRICT src = p->b + (p0 + kk) * p->ldb + j0 + jr;
                 float *FNN_RESTRICT row = dst + kk * nr;
