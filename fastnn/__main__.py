@@ -41,7 +41,7 @@ def _numpy_blas() -> str:
         cfg = np.show_config(mode="dicts")
         blas = cfg["Build Dependencies"]["blas"]
         return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:  # older NumPy: no dict mode
+    except (TypeError, KeyError, AttributeError):  # older NumPy: no dict mode
         return "unknown"
 
 
@@ -60,11 +60,13 @@ def info_lines() -> list[str]:
         f"cpu:              {_cpu_model()}; usable CPUs {_config.usable_cpus()}",
         f"isa:              {fastnn.get_isa()}: {_config.isa_reason()}",
         f"isa available:    {', '.join(_config.available_isas())}",
-        f"gemm blocking:    mr={blocking['mr']} nr={blocking['nr']} mc={blocking['mc']} "
-        f"kc={blocking['kc']} nc={blocking['nc']}",
+        (
+            f"gemm blocking:    mr={blocking['mr']} nr={blocking['nr']} mc={blocking['mc']} "
+            f"kc={blocking['kc']} nc={blocking['nc']}"
+        ),
         f"threads:          {fastnn.get_num_threads()} (from {_config.threads_source()})"
         + (" [forked child: kernels run on 1 thread]" if forked else ""),
-        f"openmp:           "
+        "openmp:           "
         + (f"yes, _OPENMP={omp_version}" if omp else "no (built with FASTNN_NO_OPENMP)")
         + f", wait policy {_config.WAIT_POLICY} when fastnn loaded it",
         f"openmp runtime:   {', '.join(runtimes) if runtimes else 'none loaded'}",

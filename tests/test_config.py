@@ -15,7 +15,7 @@ def run_python(code, **env):
     """Runs code in a fresh interpreter with extra environment variables; returns the result."""
     full_env = {**os.environ, **env}
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=60
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=full_env, timeout=60
     )
 
 
@@ -56,7 +56,7 @@ def test_default_threads_are_usable_cpus():
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     res = subprocess.run(
         [sys.executable, "-c", "import fastnn; print(fastnn.get_num_threads())"],
-        capture_output=True, text=True, env=env, timeout=60,
+        check=False, capture_output=True, text=True, env=env, timeout=60,
     )
     assert int(res.stdout) == _config.usable_cpus()
 
@@ -113,7 +113,8 @@ def test_fork_after_parallel_region():
 
 def test_info_command():
     res = subprocess.run(
-        [sys.executable, "-m", "fastnn", "info"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "fastnn", "info"],
+        check=False, capture_output=True, text=True, timeout=60,
     )
     assert res.returncode == 0, res.stderr
     for key in ("fastnn:", "isa:", "threads:", "openmp:", "numpy:"):
