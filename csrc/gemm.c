@@ -89,6 +89,17 @@ static void epilogue(const fnn_kernel_table *kt, const fnn_gemm_problem *p, floa
     }
 }
 
+/* Edge tiles: the micro-kernel wrote a full tile (row stride ld) with beta = 0; merge its valid
+ * rows x cols into C as C = tile + beta * C (beta == 0: C not read). */
+static void merge_tile(const float *tile, int64_t ld, int64_t rows, int64_t cols, float beta,
+                       float *c, int64_t ldc) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            const float v = tile[i * ld + j];
+            c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
+        }
+}
+
 /* k == 0 or alpha == 0: C = act(beta * C + bias) over rows [m0, m1) and columns [n0, n1). */
 static void scale_only(const fnn_kernel_table *kt, const fnn_gemm_problem *p, int64_t m0,
                        int64_t m1, int64_t n0, int64_t n1) {
@@ -132,12 +143,7 @@ static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
                         } else {
                             /* Edge tile: full micro-kernel into a stack tile, copy back. */
                             cfg->ukr(kc, p->alpha, ap + ir * kc, bp + jr * kc, 0.0f, tile, nr);
-                            for (int64_t i = 0; i < rows; i++)
-                                for (int64_t j = 0; j < cols; j++) {
-                                    float *dst = c + i * p->ldc + j;
-                                    const float v = tile[i * nr + j];
-                                    *dst = beta == 0.0f ? v : v + beta * *dst;
-                                }
+                            merge_tile(tile, nr, rows, cols, beta, c, p->ldc);
                         }
                         if (last_k && has_epilogue) epilogue(kt, p, c, rows, cols, jc + jr);
                     }
@@ -190,12 +196,7 @@ static void gemm_sup_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
                 cfg->sup(k, p->alpha, a, rs, cs, b, rs_b, p->beta, c, p->ldc);
             } else {
                 cfg->sup(k, p->alpha, a, rs, cs, b, rs_b, 0.0f, tile, nr);
-                for (int64_t i = 0; i < rows; i++)
-                    for (int64_t j = 0; j < cols; j++) {
-                        float *dst = c + i * p->ldc + j;
-                        const float v = tile[i * nr + j];
-                        *dst = p->beta == 0.0f ? v : v + p->beta * *dst;
-                    }
+                merge_tile(tile, nr, rows, cols, p->beta, c, p->ldc);
             }
             if (has_epilogue) epilogue(kt, p, c, rows, cols, jr);
         }
@@ -238,12 +239,7 @@ static void gemm_narrow_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cf
         } else {
             pack_a(cfg->pack_t, p, mr, m_full, rows, 0, k, a_edge);
             cfg->narrow(k, p->alpha, a_edge, 1, mr, b, rs_b, 0.0f, tile, FNN_GEMM_MAX_NR, n);
-            for (int64_t i = 0; i < rows; i++)
-                for (int64_t j = 0; j < n; j++) {
-                    float *dst = c + i * p->ldc + j;
-                    const float v = tile[i * FNN_GEMM_MAX_NR + j];
-                    *dst = p->beta == 0.0f ? v : v + p->beta * *dst;
-                }
+            merge_tile(tile, FNN_GEMM_MAX_NR, rows, n, p->beta, c, p->ldc);
         }
         if (has_epilogue) epilogue(kt, p, c, rows, n, 0);
     }

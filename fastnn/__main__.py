@@ -8,17 +8,6 @@ import platform
 import sys
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _loaded_openmp_runtimes() -> list[str]:
     """Paths of the OpenMP runtimes mapped into this process (Linux: /proc/self/maps)."""
     found = []
@@ -57,7 +46,7 @@ def info_lines() -> list[str]:
     lines = [
         f"fastnn:           {fastnn.__version__} ({os.path.dirname(fastnn.__file__)})",
         f"python:           {sys.version.split()[0]} ({platform.platform()})",
-        f"cpu:              {_cpu_model()}; usable CPUs {_config.usable_cpus()}",
+        f"cpu:              {_config.cpu_model()}; usable CPUs {_config.usable_cpus()}",
         f"isa:              {fastnn.get_isa()}: {_config.isa_reason()}",
         f"isa available:    {', '.join(_config.available_isas())}",
         (

@@ -62,6 +62,20 @@ def _cgroup_cpu_limit() -> int | None:
     return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform reports."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def usable_cpus() -> int:
     """CPUs this process may actually run on: affinity mask, then cgroup quota."""
     try:

@@ -156,14 +156,9 @@ def _maybe_torch():
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from fastnn._config import cpu_model as model
+
+    return model()
 
 
 def blas_description() -> str:
