@@ -140,3 +140,17 @@ def test_many_threads_same_answer(rng):
     finally:
         fastnn.set_num_threads(before)
     np.testing.assert_allclose(got, a.astype(np.float64) @ a, atol=1e-4)
+
+
+@pytest.mark.skipif(
+    os.environ.get("FASTNN_TEST_INSTALLED") != "1",
+    reason="only when testing the installed wheel (.ci/run sets FASTNN_TEST_INSTALLED=1)",
+)
+def test_installed_wheel_is_multithreaded():
+    """The wheel carries its own OpenMP runtime and a large GEMM really uses two threads."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    enabled, version, forked = fastnn._kernels.openmp_info()
+    assert enabled and version >= 201107 and not forked
+    runtimes = [lib["filepath"] for lib in threadpoolctl.threadpool_info()
+                if lib["internal_api"] == "openmp"]
+    assert any("fastnn.libs" in path for path in runtimes), runtimes
