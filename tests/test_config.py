@@ -147,7 +147,8 @@ def test_many_threads_same_answer(rng):
     reason="only when testing the installed wheel (.ci/run sets FASTNN_TEST_INSTALLED=1)",
 )
 def test_installed_wheel_is_multithreaded():
-    """The wheel carries its own OpenMP runtime and a large GEMM really uses two threads."""
+    """The wheel carries its own OpenMP runtime (auditwheel puts it in fastnn.libs) and the
+    extension was compiled with OpenMP."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     enabled, version, forked = fastnn._kernels.openmp_info()
     assert enabled and version >= 201107 and not forked
