@@ -249,8 +249,8 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
  * Gradients, all OVERWRITTEN (never accumulated): dx (batch, seq_len, input_size), dkernel,
  * drecurrent_kernel, dbias (4*hidden_size), dh0, dc0 (batch, hidden_size); dx, dbias, dh0 and
  * dc0 may be NULL (not computed). Per step: the fused gate-gradient pass, then
- * dh_{s-1} = dz_s @ recurrent_kernel^T; after the loop dkernel = x^T @ dz,
- * drecurrent_kernel = h_prev^T @ dz, dbias = column sums of dz, dx = dz @ kernel^T.
+ * dh_{s-1} = dz_s @ recurrent_kernel^T and dx[:, tau(s)] = dz_s @ kernel^T; after the loop one
+ * GEMM over every step gives dkernel = x^T @ dz, drecurrent_kernel = h_prev^T @ dz and dbias.
  * Outputs must not overlap inputs or each other. Bitwise identical for every n_threads.
  * Returns FNN_OK, FNN_ERR_ARG, FNN_ERR_UNSUPPORTED (activation) or FNN_ERR_NOMEM. */
 fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,

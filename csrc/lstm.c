@@ -7,9 +7,11 @@
  * pass (kt->lstm_fwd_row) turns the step's four gates into activated gates, c_s and h_s.
  *
  * Backward. Per step the fused pass (kt->lstm_bwd_row) overwrites the saved gates with dz_s and
- * carries dc, then dh_{s-1} = dz_s @ recurrent_kernel^T on panels of recurrent_kernel^T packed
- * once. After the loop: dkernel = x^T @ dz, drecurrent_kernel = h_prev^T @ dz (h_prev: y shifted
- * one step, h0 first), dx = dz @ kernel^T, each one large GEMM, and dbias = column sums of dz.
+ * carries dc, then one micro-kernel pass over panels of [recurrent_kernel^T | kernel^T] packed
+ * once gives dh_{s-1} = dz_s @ recurrent_kernel^T and dx[:, tau] = dz_s @ kernel^T (dz_s is
+ * still in cache and already packed). After the loop one large GEMM over every step,
+ * [x | h_prev | 1]^T @ dz, gives dkernel, drecurrent_kernel and dbias together (dz is packed
+ * once; the column of ones makes the bias gradient a GEMM row).
  *
  * Threads: one parallel region per call. The large GEMMs are split among all threads by rows or
  * columns (fnn_gemm_serial on each share). For the time loop the (batch x hidden) plane is cut
@@ -165,14 +167,15 @@ static int call_threads(int n_threads, double work) {
     return (int)FNN_MAX(1.0, FNN_MIN((double)nt, work / FNN_LSTM_MIN_WORK_PER_THREAD));
 }
 
-/* Thread t's share of a GEMM whose C is split among nt threads: by rows (mr-aligned) when C has
- * at least as many row tiles as column tiles, else by columns (nr-aligned). */
+/* Thread t's share of a GEMM whose C is split among nt threads, by rows (mr-aligned) or by
+ * columns (nr-aligned). Every share packs the whole of the other operand, so C is split along
+ * its longer side: the operand packed again by each thread is then the smaller one. */
 static void gemm_share(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, int t, int nt,
                        float *ws) {
     if (p->m == 0 || p->n == 0) return;
     fnn_gemm_problem q = *p;
     const int64_t m_tiles = fnn_ceil_div(p->m, cfg->mr), n_tiles = fnn_ceil_div(p->n, cfg->nr);
-    if (m_tiles >= n_tiles) {
+    if (p->m >= p->n) {
         const int64_t step = fnn_ceil_div(m_tiles, nt) * cfg->mr;
         const int64_t m0 = t * step, m1 = FNN_MIN(p->m, m0 + step);
         if (m0 >= m1) return;
@@ -411,33 +414,60 @@ typedef struct {
     float *gates, *dx, *dkernel, *drkernel, *dbias, *dh0, *dc0;
     float *ap[2];  /* packed dz_s: n_rb panels of a_panel floats (k = 4*hidden) */
     int64_t a_panel;
-    float *bp;     /* packed recurrent_kernel^T: panel ub at ub * 4*hidden * nr */
+    float *bp;     /* packed [recurrent_kernel^T | kernel^T]: n_ub unit panels, then n_ib input
+                    * panels (only when dx is wanted), 4*hidden*nr floats each */
+    int64_t n_ib;
     float *dh;     /* (batch, hidden): dL/dh_s flowing back from step s+1 (plus dh_last) */
     float *dc;     /* (batch, hidden): dL/dc_s */
-    float *h_prev; /* (batch, seq_len, hidden): h_{s-1} at time tau(s) */
+    float *xh;     /* (batch*seq_len, input + hidden + 1): [x | h_{s-1} | 1] at row b*T + tau(s) */
+    float *dwu;    /* (input + hidden + 1, 4*hidden) = xh^T @ dz: [dkernel; drecurrent; dbias] */
     const float *zeros;
     float *ws;
     int64_t ws_floats;
 } bwd_ctx;
+
+/* Rows [r0, r1) of xh: x's row, then h_{s-1} (y one step back; h0 or zeros at s = 0), then 1,
+ * whose column of xh^T @ dz is dbias. */
+static void build_xh(const bwd_ctx *cx, int64_t r0, int64_t r1) {
+    const fnn_lstm_desc *d = cx->d;
+    const int64_t T = d->seq_len, I = d->input_size, H = d->hidden_size, ld = I + H + 1;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / T, tau = r % T, s = d->go_backwards ? T - 1 - tau : tau;
+        const float *h_prev =
+            s > 0 ? cx->y + (b * T + s - 1) * H : (cx->h0 != NULL ? cx->h0 + b * H : cx->zeros);
+        float *row = cx->xh + r * ld;
+        if (I > 0) memcpy(row, cx->x + r * I, (size_t)I * sizeof(float));
+        memcpy(row + I, h_prev, (size_t)H * sizeof(float));
+        row[I + H] = 1.0f;
+    }
+}
 
 static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     const fnn_lstm_desc *d = cx->d;
     const fnn_gemm_cfg *cfg = &cx->kt->gemm;
     const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
     const int64_t G = 4 * H, mr = cx->tl.mr, nr = cx->tl.nr, b_panel = G * nr;
+    const int64_t n_ub = cx->tl.n_ub, rows = B * T;
     float *ws = cx->ws + t * cx->ws_floats;
 
-    for (int64_t ub = t; ub < cx->tl.n_ub; ub += nt) { /* panel ub: [c, j] = U[ub*nr + j, c] */
-        const int64_t cols = FNN_MIN(nr, H - ub * nr);
-        float *dst = cx->bp + ub * b_panel;
+    /* Panel p: [c, j] = U[p*nr + j, c] (p < n_ub), or kernel[(p - n_ub)*nr + j, c]. */
+    for (int64_t pnl = t; pnl < n_ub + cx->n_ib; pnl += nt) {
+        const float *src = pnl < n_ub ? cx->rkernel : cx->kernel;
+        const int64_t j0 = (pnl < n_ub ? pnl : pnl - n_ub) * nr;
+        const int64_t cols = FNN_MIN(nr, (pnl < n_ub ? H : I) - j0);
+        float *dst = cx->bp + pnl * b_panel;
         for (int64_t j = 0; j < nr; j++)
             for (int64_t c = 0; c < G; c++)
-                dst[c * nr + j] = j < cols ? cx->rkernel[(ub * nr + j) * G + c] : 0.0f;
+                dst[c * nr + j] = j < cols ? src[(j0 + j) * G + c] : 0.0f;
     }
     int64_t rb0 = 0, rb1 = 0, ub0 = 0, ub1 = 0;
     const int has_tile = tile_of(&cx->tl, t, &rb0, &rb1, &ub0, &ub1);
     const int64_t b0 = rb0 * mr, b1 = FNN_MIN(B, rb1 * mr);
     const int64_t j0 = ub0 * nr, j1 = FNN_MIN(H, ub1 * nr), nj = j1 - j0;
+    /* This thread's input panels for dx: threads of one unit column of the grid share them. */
+    const int64_t istep = fnn_ceil_div(cx->n_ib, cx->tl.tn);
+    const int64_t ib0 = has_tile ? (t % cx->tl.tn) * istep : 0;
+    const int64_t ib1 = has_tile ? FNN_MIN(cx->n_ib, ib0 + istep) : 0;
     if (has_tile) {
         for (int64_t b = b0; b < b1; b++) {
             copy_or_zero(cx->dh + b * H + j0, cx->dh_last ? cx->dh_last + b * H + j0 : NULL, nj);
@@ -455,6 +485,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     for (int64_t s = T - 1; s >= 0; s--) {
         const int64_t tau = d->go_backwards ? T - 1 - s : s;
         const int need_dh = s > 0 || cx->dh0 != NULL;
+        float *ap = cx->ap[s & 1];
         if (has_tile) {
             for (int64_t b = b0; b < b1; b++) {
                 float *zrow = cx->gates + (b * T + tau) * G;
@@ -465,20 +496,23 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
                 cx->kt->lstm_bwd_row(nj, d->activation, d->recurrent_activation, zrow + j0, H,
                                      c + j0, c_prev + j0, dy, cx->dh + b * H + j0,
                                      cx->dc + b * H + j0);
-                if (need_dh) { /* dz_s into the packed A panel of this step's GEMM */
-                    float *dst = cx->ap[s & 1] + (b / mr) * cx->a_panel + b % mr;
+                if (need_dh || cx->dx != NULL) { /* dz_s into this step's packed A panel */
+                    float *dst = ap + (b / mr) * cx->a_panel + b % mr;
                     for (int64_t q = 0; q < 4; q++)
-                        for (int64_t j = q * H + j0; j < q * H + j1; j++)
-                            dst[j * mr] = zrow[j];
+                        for (int64_t j = q * H + j0; j < q * H + j1; j++) dst[j * mr] = zrow[j];
                 }
             }
         }
 #pragma omp barrier
+        /* dh_{s-1} = dz_s @ U^T for this tile; dx[:, tau] = dz_s @ kernel^T for its input
+         * panels. The next step's pass reads only this tile's dh: no second barrier. */
         if (has_tile && need_dh)
             for (int64_t ub = ub0; ub < ub1; ub++)
-                panel_gemm(cfg, G, cx->ap[s & 1], cx->a_panel, rb0, rb1, B,
-                           cx->bp + ub * b_panel, FNN_MIN(nr, H - ub * nr), 0.0f,
-                           cx->dh + ub * nr, H);
+                panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + ub * b_panel,
+                           FNN_MIN(nr, H - ub * nr), 0.0f, cx->dh + ub * nr, H);
+        for (int64_t ib = ib0; ib < ib1; ib++)
+            panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + (n_ub + ib) * b_panel,
+                       FNN_MIN(nr, I - ib * nr), 0.0f, cx->dx + tau * I + ib * nr, T * I);
     }
     if (has_tile)
         for (int64_t b = b0; b < b1; b++) {
@@ -488,38 +522,20 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
                 memcpy(cx->dc0 + b * H + j0, cx->dc + b * H + j0, (size_t)nj * sizeof(float));
         }
 
-    /* h_prev[b, tau(s)] = h_{s-1}: y one step back, h0 (or zeros) at s = 0. */
-    const int64_t rows = B * T, rstep = fnn_ceil_div(rows, nt);
-    for (int64_t r = t * rstep; r < FNN_MIN(rows, (t + 1) * rstep); r++) {
-        const int64_t b = r / T, tau = r % T, s = d->go_backwards ? T - 1 - tau : tau;
-        const float *src =
-            s > 0 ? cx->y + (b * T + s - 1) * H : (cx->h0 != NULL ? cx->h0 + b * H : cx->zeros);
-        memcpy(cx->h_prev + r * H, src, (size_t)H * sizeof(float));
-    }
+    /* dkernel, drecurrent_kernel and dbias in one GEMM over every step: xh^T @ dz. */
+    const int64_t rstep = fnn_ceil_div(rows, nt);
+    build_xh(cx, FNN_MIN(rows, t * rstep), FNN_MIN(rows, (t + 1) * rstep));
 #pragma omp barrier
-
-    const fnn_gemm_problem dw = {FNN_TRANS, FNN_NOTRANS, I, G, rows, 1.0f, cx->x, I, cx->gates,
-                                 G, 0.0f, cx->dkernel, G, NULL, FNN_ACT_LINEAR, 0.0f};
-    const fnn_gemm_problem du = {FNN_TRANS, FNN_NOTRANS, H, G, rows, 1.0f, cx->h_prev, H,
-                                 cx->gates, G, 0.0f, cx->drkernel, G, NULL, FNN_ACT_LINEAR, 0.0f};
-    gemm_share(cfg, &dw, t, nt, ws);
-    gemm_share(cfg, &du, t, nt, ws);
-    if (cx->dx != NULL) {
-        const fnn_gemm_problem dxp = {FNN_NOTRANS, FNN_TRANS, rows, I, G, 1.0f, cx->gates, G,
-                                      cx->kernel, G, 0.0f, cx->dx, I, NULL, FNN_ACT_LINEAR, 0.0f};
-        gemm_share(cfg, &dxp, t, nt, ws);
-    }
-    if (cx->dbias != NULL) { /* columns in 16-float chunks, rows summed in order */
-        const int64_t cstep = fnn_ceil_div(fnn_ceil_div(G, 16), nt) * 16;
-        const int64_t c0 = t * cstep, c1 = FNN_MIN(G, c0 + cstep);
-        if (c0 < c1) {
-            float *db = cx->dbias;
-            memset(db + c0, 0, (size_t)(c1 - c0) * sizeof(float));
-            for (int64_t r = 0; r < rows; r++) {
-                const float *src = cx->gates + r * G;
-                for (int64_t c = c0; c < c1; c++) db[c] += src[c];
-            }
-        }
+    const int64_t m = I + H + 1;
+    const fnn_gemm_problem dwu = {FNN_TRANS, FNN_NOTRANS, m, G, rows, 1.0f, cx->xh, m, cx->gates,
+                                  G, 0.0f, cx->dwu, G, NULL, FNN_ACT_LINEAR, 0.0f};
+    gemm_share(cfg, &dwu, t, nt, ws);
+#pragma omp barrier
+    const int64_t mstep = fnn_ceil_div(m, nt);
+    for (int64_t r = t * mstep; r < FNN_MIN(m, (t + 1) * mstep); r++) {
+        float *dst = r < I ? cx->dkernel + r * G
+                           : (r < I + H ? cx->drkernel + (r - I) * G : cx->dbias);
+        if (dst != NULL) memcpy(dst, cx->dwu + r * G, (size_t)G * sizeof(float));
     }
 }
 
@@ -539,7 +555,7 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
         (drecurrent_kernel == NULL && H * G > 0) ||
         ((y == NULL || c_seq == NULL || gates == NULL) && n_seq > 0))
         return FNN_ERR_ARG;
-    if (B * T * H == 0) { /* nothing flows: zero weight gradients, states pass through */
+    if (n_seq == 0) { /* nothing flows: zero weight gradients, states pass through */
         if (I * G > 0) memset(dkernel, 0, (size_t)(I * G) * sizeof(float));
         if (H * G > 0) memset(drecurrent_kernel, 0, (size_t)(H * G) * sizeof(float));
         if (dbias != NULL && G > 0) memset(dbias, 0, (size_t)G * sizeof(float));
@@ -560,17 +576,16 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.gates = gates, cx.dx = dx, cx.dkernel = dkernel, cx.drkernel = drecurrent_kernel;
     cx.dbias = dbias, cx.dh0 = dh0, cx.dc0 = dc0;
     cx.a_panel = fnn_round_up(cx.tl.mr * G, 16);
-    const int64_t rows = B * T;
-    int64_t ws = fnn_gemm_serial_ws_floats(cfg, I, G, rows);
-    ws = FNN_MAX(ws, fnn_gemm_serial_ws_floats(cfg, H, G, rows));
-    ws = FNN_MAX(ws, fnn_gemm_serial_ws_floats(cfg, rows, I, G));
-    cx.ws_floats = fnn_round_up(ws, 16);
+    cx.n_ib = dx != NULL ? fnn_ceil_div(I, cx.tl.nr) : 0;
+    const int64_t rows = B * T, m = I + H + 1;
+    cx.ws_floats = fnn_round_up(fnn_gemm_serial_ws_floats(cfg, m, G, rows), 16);
 
     const int64_t n_ap = cx.tl.n_rb * cx.a_panel;
-    const int64_t n_bp = cx.tl.n_ub * G * cx.tl.nr;
-    const int64_t n_state = fnn_round_up(B * H, 16), n_prev = fnn_round_up(rows * H, 16);
-    const int64_t n_zero = fnn_round_up(H, 16);
-    const int64_t total = 2 * n_ap + n_bp + 2 * n_state + n_prev + n_zero + nt * cx.ws_floats;
+    const int64_t n_bp = (cx.tl.n_ub + cx.n_ib) * G * cx.tl.nr;
+    const int64_t n_state = fnn_round_up(B * H, 16), n_zero = fnn_round_up(H, 16);
+    const int64_t n_xh = fnn_round_up(rows * m, 16), n_dwu = fnn_round_up(m * G, 16);
+    const int64_t total =
+        2 * n_ap + n_bp + 2 * n_state + n_xh + n_dwu + n_zero + nt * cx.ws_floats;
     float *mem = fnn_malloc((size_t)total * sizeof(float));
     if (mem == NULL) return FNN_ERR_NOMEM;
     float *p = mem;
@@ -579,7 +594,8 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.bp = p, p += n_bp;
     cx.dh = p, p += n_state;
     cx.dc = p, p += n_state;
-    cx.h_prev = p, p += n_prev;
+    cx.xh = p, p += n_xh;
+    cx.dwu = p, p += n_dwu;
     memset(p, 0, (size_t)n_zero * sizeof(float));
     cx.zeros = p, p += n_zero;
     cx.ws = p;
