@@ -218,6 +218,44 @@ static void panel_gemm(const fnn_gemm_cfg *cfg, int64_t k, const float *ap, int6
     }
 }
 
+/* Software prefetch of the rows a step's fused pass will stream. Those rows live in the big
+ * per-sequence buffers, out of cache; fetching them in slices between the micro-kernel calls
+ * of the step's GEMM overlaps the misses with arithmetic. A hint: no effect on results.
+ * Segment i of a plan is array i % n_arr of row b0 + i / n_arr: n floats at base + b * ld. */
+typedef struct {
+    const float *base[6];
+    int64_t ld[6];
+    int write[6];
+    int n_arr;
+    int64_t b0, n, n_seg;
+} prefetch_plan;
+
+static void plan_add(prefetch_plan *pl, const float *base, int64_t ld, int write) {
+    pl->base[pl->n_arr] = base;
+    pl->ld[pl->n_arr] = ld;
+    pl->write[pl->n_arr] = write;
+    pl->n_arr++;
+}
+
+/* Issues the prefetches of part `part` of `parts` of the plan's segments. */
+static void prefetch_part(const prefetch_plan *pl, int64_t part, int64_t parts) {
+#if defined(__GNUC__) || defined(__clang__)
+    const int64_t total = pl->n_seg * pl->n_arr;
+    for (int64_t i = part * total / parts; i < (part + 1) * total / parts; i++) {
+        const int a = (int)(i % pl->n_arr);
+        const float *p = pl->base[a] + (pl->b0 + i / pl->n_arr) * pl->ld[a];
+        for (int64_t k = 0; k < pl->n; k += 16) {
+            if (pl->write[a])
+                __builtin_prefetch(p + k, 1, 2);
+            else
+                __builtin_prefetch(p + k, 0, 2);
+        }
+    }
+#else
+    (void)pl, (void)part, (void)parts;
+#endif
+}
+
 static void copy_or_zero(float *dst, const float *src, int64_t n) {
     if (src != NULL)
         memcpy(dst, src, (size_t)n * sizeof(float));
@@ -298,12 +336,20 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
              * z (which the micro-kernel would have to read back from memory); h_{-1} = 0 adds
              * nothing. */
             const int recurrent = s > 0 || cx->h0 != NULL;
-            if (recurrent)
+            prefetch_plan pl = {{NULL}, {0}, {0}, 0, b0, j1 - j0, b1 - b0};
+            for (int64_t q = 0; q < 4; q++) plan_add(&pl, cx->z + tau * G + q * H + j0, T * G, 0);
+            if (training) plan_add(&pl, cx->c_seq + s * H + j0, T * H, 1);
+            if (cx->y != NULL) plan_add(&pl, cx->y + s * H + j0, T * H, 1);
+            if (recurrent) {
+                const int64_t parts = (ub1 - ub0) * 4;
                 for (int64_t ub = ub0; ub < ub1; ub++)
-                    for (int64_t q = 0; q < 4; q++)
+                    for (int64_t q = 0; q < 4; q++) {
+                        prefetch_part(&pl, (ub - ub0) * 4 + q, parts);
                         panel_gemm(cfg, H, cx->ap[s & 1], cx->a_panel, rb0, rb1, B,
                                    cx->bp + (ub * 4 + q) * b_panel, FNN_MIN(nr, H - ub * nr),
                                    0.0f, cx->zh + q * H + ub * nr, G);
+                    }
+            }
             for (int64_t b = b0; b < b1; b++) {
                 float *zrow = cx->z + (b * T + tau) * G;
                 const float *c_prev;
@@ -506,13 +552,26 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
 #pragma omp barrier
         /* dh_{s-1} = dz_s @ U^T for this tile; dx[:, tau] = dz_s @ kernel^T for its input
          * panels. The next step's pass reads only this tile's dh: no second barrier. */
+        prefetch_plan pl = {{NULL}, {0}, {0}, 0, b0, nj, s > 0 ? b1 - b0 : 0};
+        if (s > 0) { /* the rows the next step's pass reads */
+            const int64_t tau1 = d->go_backwards ? T - s : s - 1;
+            for (int64_t q = 0; q < 4; q++)
+                plan_add(&pl, cx->gates + tau1 * G + q * H + j0, T * G, 1);
+            plan_add(&pl, cx->c_seq + (s - 1) * H + j0, T * H, 0);
+            if (cx->dy != NULL) plan_add(&pl, cx->dy + (s - 1) * H + j0, T * H, 0);
+        }
+        const int64_t parts = (need_dh ? ub1 - ub0 : 0) + (ib1 - ib0);
         if (has_tile && need_dh)
-            for (int64_t ub = ub0; ub < ub1; ub++)
+            for (int64_t ub = ub0; ub < ub1; ub++) {
+                prefetch_part(&pl, ub - ub0, parts);
                 panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + ub * b_panel,
                            FNN_MIN(nr, H - ub * nr), 0.0f, cx->dh + ub * nr, H);
-        for (int64_t ib = ib0; ib < ib1; ib++)
+            }
+        for (int64_t ib = ib0; ib < ib1; ib++) {
+            if (has_tile && need_dh) prefetch_part(&pl, ub1 - ub0 + ib - ib0, parts);
             panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + (n_ub + ib) * b_panel,
                        FNN_MIN(nr, I - ib * nr), 0.0f, cx->dx + tau * I + ib * nr, T * I);
+        }
     }
     if (has_tile)
         for (int64_t b = b0; b < b1; b++) {
