@@ -196,25 +196,32 @@ static void gemm_share(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, int t
 
 /* C (row blocks [rb0, rb1) of an m-row matrix, `cols` <= nr columns) = Ap @ Bp + beta * C,
  * beta 0 or 1, with k steps. Ap: mr-row panels a_panel floats apart; Bp: one nr-column panel.
- * Edge tiles go through a stack tile; they get the same sums as full tiles. */
+ * k runs in chunks of the ISA's kc so that a chunk of Bp stays in L1 across the row blocks;
+ * later chunks accumulate into C (a fixed order: the same sums for any tiling). Edge tiles go
+ * through a stack tile and get the same sums as full tiles. */
 static void panel_gemm(const fnn_gemm_cfg *cfg, int64_t k, const float *ap, int64_t a_panel,
                        int64_t rb0, int64_t rb1, int64_t m, const float *bp, int64_t cols,
                        float beta, float *c, int64_t ldc) {
     FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
     const int64_t mr = cfg->mr, nr = cfg->nr;
-    for (int64_t rb = rb0; rb < rb1; rb++) {
-        const int64_t rows = FNN_MIN(mr, m - rb * mr);
-        float *ct = c + rb * mr * ldc;
-        if (rows == mr && cols == nr) {
-            cfg->ukr(k, 1.0f, ap + rb * a_panel, bp, beta, ct, ldc);
-            continue;
-        }
-        cfg->ukr(k, 1.0f, ap + rb * a_panel, bp, 0.0f, tile, nr);
-        for (int64_t i = 0; i < rows; i++)
-            for (int64_t j = 0; j < cols; j++) {
-                float *dst = ct + i * ldc + j;
-                *dst = beta == 0.0f ? tile[i * nr + j] : tile[i * nr + j] + *dst;
+    for (int64_t pc = 0; pc < k; pc += cfg->kc) {
+        const int64_t kc = FNN_MIN(cfg->kc, k - pc);
+        const float bt = pc == 0 ? beta : 1.0f;
+        for (int64_t rb = rb0; rb < rb1; rb++) {
+            const int64_t rows = FNN_MIN(mr, m - rb * mr);
+            const float *a = ap + rb * a_panel + pc * mr;
+            float *ct = c + rb * mr * ldc;
+            if (rows == mr && cols == nr) {
+                cfg->ukr(kc, 1.0f, a, bp + pc * nr, bt, ct, ldc);
+                continue;
             }
+            cfg->ukr(kc, 1.0f, a, bp + pc * nr, 0.0f, tile, nr);
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t j = 0; j < cols; j++) {
+                    float *dst = ct + i * ldc + j;
+                    *dst = bt == 0.0f ? tile[i * nr + j] : tile[i * nr + j] + *dst;
+                }
+        }
     }
 }
 
@@ -512,7 +519,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     const int64_t j0 = ub0 * nr, j1 = FNN_MIN(H, ub1 * nr), nj = j1 - j0;
     /* This thread's input panels for dx: threads of one unit column of the grid share them. */
     const int64_t istep = fnn_ceil_div(cx->n_ib, cx->tl.tn);
-    const int64_t ib0 = has_tile ? (t % cx->tl.tn) * istep : 0;
+    const int64_t ib0 = has_tile ? FNN_MIN(cx->n_ib, (t % cx->tl.tn) * istep) : 0;
     const int64_t ib1 = has_tile ? FNN_MIN(cx->n_ib, ib0 + istep) : 0;
     if (has_tile) {
         for (int64_t b = b0; b < b1; b++) {
