@@ -205,8 +205,11 @@ fnn_status fnn_dropout_bwd_f32(int64_t n, const float *dy, const uint8_t *mask, 
  *   recurrent_kernel  (hidden_size, 4*hidden_size)   same column order
  *   bias              (4*hidden_size) or NULL
  *   h0, c0            (batch, hidden_size) or NULL (zeros)
+ *   h_mask            (batch, hidden_size) or NULL: multiplies h_{s-1} where it enters the
+ *                     recurrent GEMM (Keras's recurrent dropout: a mask fixed over the
+ *                     sequence, its 1/(1-rate) scale included); y, h_last stay unmasked
  * Step s (s = 0..seq_len-1) reads input time index tau(s) = s, or seq_len-1-s when go_backwards:
- *   z = x[:, tau] @ kernel + bias + h_{s-1} @ recurrent_kernel
+ *   z = x[:, tau] @ kernel + bias + (h_{s-1} * h_mask) @ recurrent_kernel
  *   i = ract(z_i), f = ract(z_f), g = act(z_g), o = ract(z_o)      (ract: recurrent_activation)
  *   c_s = f * c_{s-1} + i * g,   h_s = o * act(c_s)
  * Outputs are in processing order (Keras's go_backwards returns the reversed sequence):
@@ -238,13 +241,13 @@ typedef struct {
  * partly), FNN_ERR_UNSUPPORTED (activation) or FNN_ERR_NOMEM. */
 fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
                             const float *recurrent_kernel, const float *bias, const float *h0,
-                            const float *c0, float *y, float *h_last, float *c_last,
-                            float *gates, float *c_seq, int n_threads);
+                            const float *c0, const float *h_mask, float *y, float *h_last,
+                            float *c_last, float *gates, float *c_seq, int n_threads);
 
 /* Backward through time of a training forward with the same desc and inputs.
- * Inputs: x, kernel, recurrent_kernel, h0, c0 (NULL: zeros) and the saved y, c_seq; gates is
- * IN/OUT: read as saved, then OVERWRITTEN with dL/dz (same layout), so a forward's buffers
- * serve one backward only. Output gradients: dy (batch, seq_len, hidden_size) or NULL (zero),
+ * Inputs: x, kernel, recurrent_kernel, h0, c0 (NULL: zeros), h_mask (NULL: none) and the
+ * saved y, c_seq; gates is IN/OUT: read as saved, then OVERWRITTEN with dL/dz (same layout),
+ * so a forward's buffers serve one backward only. Output gradients: dy (batch, seq_len, hidden_size) or NULL (zero),
  * dh_last, dc_last (batch, hidden_size) or NULL (zero).
  * Gradients, all OVERWRITTEN (never accumulated): dx (batch, seq_len, input_size), dkernel,
  * drecurrent_kernel, dbias (4*hidden_size), dh0, dc0 (batch, hidden_size); dx, dbias, dh0 and
@@ -255,10 +258,11 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
  * Returns FNN_OK, FNN_ERR_ARG, FNN_ERR_UNSUPPORTED (activation) or FNN_ERR_NOMEM. */
 fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
                             const float *recurrent_kernel, const float *h0, const float *c0,
-                            const float *y, const float *c_seq, float *gates, const float *dy,
-                            const float *dh_last, const float *dc_last, float *dx,
-                            float *dkernel, float *drecurrent_kernel, float *dbias, float *dh0,
-                            float *dc0, int n_threads);
+                            const float *h_mask, const float *y, const float *c_seq,
+                            float *gates, const float *dy, const float *dh_last,
+                            const float *dc_last, float *dx, float *dkernel,
+                            float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
+                            int n_threads);
 
 #ifdef __cplusplus
 }

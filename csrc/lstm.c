@@ -283,6 +283,7 @@ typedef struct {
     const fnn_lstm_desc *d;
     tiling tl;
     const float *x, *kernel, *rkernel, *bias, *h0, *c0;
+    const float *h_mask; /* NULL or (batch, hidden): multiplies h_{s-1} in the recurrent GEMM */
     float *y, *h_last, *c_last, *c_seq;
     float *z;      /* (batch, seq_len, 4*hidden): x @ kernel + bias; training: the gates buffer */
     float *zh;     /* (batch, 4*hidden): h_{s-1} @ recurrent_kernel of the current step */
@@ -326,7 +327,9 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
             float *a0 = cx->ap[0] + (b / mr) * cx->a_panel + b % mr;
             float *a1 = cx->ap[1] + (b / mr) * cx->a_panel + b % mr;
             for (int64_t j = j0; j < j1; j++) {
-                a0[j * mr] = b < B && cx->h0 != NULL ? cx->h0[b * H + j] : 0.0f;
+                float v = b < B && cx->h0 != NULL ? cx->h0[b * H + j] : 0.0f;
+                if (b < B && cx->h_mask != NULL) v *= cx->h_mask[b * H + j];
+                a0[j * mr] = v;
                 a1[j * mr] = 0.0f;
             }
             if (!training && b < B)
@@ -380,9 +383,14 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
                     if (cx->c_last != NULL)
                         memcpy(cx->c_last + b * H + j0, c_out + j0,
                                (size_t)(j1 - j0) * sizeof(float));
-                } else { /* h_s into the next step's packed A panel */
+                } else { /* h_s (times the mask) into the next step's packed A panel */
                     float *dst = cx->ap[(s + 1) & 1] + (b / mr) * cx->a_panel + b % mr;
-                    for (int64_t j = j0; j < j1; j++) dst[j * mr] = h_out[j];
+                    if (cx->h_mask != NULL) {
+                        const float *mask = cx->h_mask + b * H;
+                        for (int64_t j = j0; j < j1; j++) dst[j * mr] = h_out[j] * mask[j];
+                    } else {
+                        for (int64_t j = j0; j < j1; j++) dst[j * mr] = h_out[j];
+                    }
                 }
             }
         }
@@ -394,8 +402,8 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
 
 fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
                             const float *recurrent_kernel, const float *bias, const float *h0,
-                            const float *c0, float *y, float *h_last, float *c_last,
-                            float *gates, float *c_seq, int n_threads) {
+                            const float *c0, const float *h_mask, float *y, float *h_last,
+                            float *c_last, float *gates, float *c_seq, int n_threads) {
     fnn_status st = check_desc(desc);
     if (st != FNN_OK) return st;
     const int64_t B = desc->batch, T = desc->seq_len, I = desc->input_size;
@@ -420,7 +428,8 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.d = desc;
     cx.tl = make_tiling(cfg, B, H, nt);
     cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.bias = bias;
-    cx.h0 = h0, cx.c0 = c0, cx.y = y, cx.h_last = h_last, cx.c_last = c_last, cx.c_seq = c_seq;
+    cx.h0 = h0, cx.c0 = c0, cx.h_mask = h_mask;
+    cx.y = y, cx.h_last = h_last, cx.c_last = c_last, cx.c_seq = c_seq;
     cx.a_panel = fnn_round_up(cx.tl.mr * H, 16);
     cx.ws_floats = fnn_round_up(fnn_gemm_serial_ws_floats(cfg, B * T, G, I), 16);
 
@@ -463,7 +472,7 @@ typedef struct {
     const fnn_kernel_table *kt;
     const fnn_lstm_desc *d;
     tiling tl;
-    const float *x, *kernel, *rkernel, *h0, *c0, *y, *c_seq, *dy, *dh_last, *dc_last;
+    const float *x, *kernel, *rkernel, *h0, *c0, *h_mask, *y, *c_seq, *dy, *dh_last, *dc_last;
     float *gates, *dx, *dkernel, *drkernel, *dbias, *dh0, *dc0;
     float *ap[2];  /* packed dz_s: n_rb panels of a_panel floats (k = 4*hidden) */
     int64_t a_panel;
@@ -479,8 +488,8 @@ typedef struct {
     int64_t ws_floats;
 } bwd_ctx;
 
-/* Rows [r0, r1) of xh: x's row, then h_{s-1} (y one step back; h0 or zeros at s = 0), then 1,
- * whose column of xh^T @ dz is dbias. */
+/* Rows [r0, r1) of xh: x's row, then h_{s-1} (y one step back; h0 or zeros at s = 0) times
+ * h_mask if any, then 1, whose column of xh^T @ dz is dbias. */
 static void build_xh(const bwd_ctx *cx, int64_t r0, int64_t r1) {
     const fnn_lstm_desc *d = cx->d;
     const int64_t T = d->seq_len, I = d->input_size, H = d->hidden_size, ld = I + H + 1;
@@ -490,7 +499,10 @@ static void build_xh(const bwd_ctx *cx, int64_t r0, int64_t r1) {
             s > 0 ? cx->y + (b * T + s - 1) * H : (cx->h0 != NULL ? cx->h0 + b * H : cx->zeros);
         float *row = cx->xh + r * ld;
         if (I > 0) memcpy(row, cx->x + r * I, (size_t)I * sizeof(float));
-        memcpy(row + I, h_prev, (size_t)H * sizeof(float));
+        if (cx->h_mask != NULL)
+            for (int64_t j = 0; j < H; j++) row[I + j] = h_prev[j] * cx->h_mask[b * H + j];
+        else
+            memcpy(row + I, h_prev, (size_t)H * sizeof(float));
         row[I + H] = 1.0f;
     }
 }
@@ -574,6 +586,9 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
                 panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + ub * b_panel,
                            FNN_MIN(nr, H - ub * nr), 0.0f, cx->dh + ub * nr, H);
             }
+        if (has_tile && need_dh && cx->h_mask != NULL) /* the GEMM gave dL/d(h * mask) */
+            for (int64_t b = b0; b < b1; b++)
+                for (int64_t j = j0; j < j1; j++) cx->dh[b * H + j] *= cx->h_mask[b * H + j];
         for (int64_t ib = ib0; ib < ib1; ib++) {
             if (has_tile && need_dh) prefetch_part(&pl, ub1 - ub0 + ib - ib0, parts);
             panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + (n_ub + ib) * b_panel,
@@ -607,10 +622,11 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
 
 fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
                             const float *recurrent_kernel, const float *h0, const float *c0,
-                            const float *y, const float *c_seq, float *gates, const float *dy,
-                            const float *dh_last, const float *dc_last, float *dx,
-                            float *dkernel, float *drecurrent_kernel, float *dbias, float *dh0,
-                            float *dc0, int n_threads) {
+                            const float *h_mask, const float *y, const float *c_seq,
+                            float *gates, const float *dy, const float *dh_last,
+                            const float *dc_last, float *dx, float *dkernel,
+                            float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
+                            int n_threads) {
     fnn_status st = check_desc(desc);
     if (st != FNN_OK) return st;
     const int64_t B = desc->batch, T = desc->seq_len, I = desc->input_size;
@@ -638,7 +654,7 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.d = desc;
     cx.tl = make_tiling(cfg, B, H, nt);
     cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.h0 = h0, cx.c0 = c0;
-    cx.y = y, cx.c_seq = c_seq, cx.dy = dy, cx.dh_last = dh_last, cx.dc_last = dc_last;
+    cx.h_mask = h_mask, cx.y = y, cx.c_seq = c_seq, cx.dy = dy, cx.dh_last = dh_last, cx.dc_last = dc_last;
     cx.gates = gates, cx.dx = dx, cx.dkernel = dkernel, cx.drkernel = drecurrent_kernel;
     cx.dbias = dbias, cx.dh0 = dh0, cx.dc0 = dc0;
     cx.a_panel = fnn_round_up(cx.tl.mr * G, 16);

@@ -50,15 +50,16 @@ cdef fnn_lstm_desc _lstm_desc(object x, object kernel, object recurrent_kernel, 
     return d
 
 
-def lstm_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *,
+def lstm_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, h_mask=None,
              int activation=FNN_ACT_TANH, int recurrent_activation=FNN_ACT_SIGMOID,
              bint go_backwards=False, bint training=False, bint return_sequences=True):
     """LSTM forward over a whole sequence (csrc/fastnn.h: fnn_lstm_fwd_f32).
 
     Strict: every array float32 and C-contiguous. x (batch, seq_len, input_size), kernel
     (input_size, 4*units), recurrent_kernel (units, 4*units), bias (4*units,) or None, h0 and c0
-    (batch, units) or None (zeros). activation codes: index into ACTIVATIONS (linear, relu,
-    sigmoid or tanh).
+    (batch, units) or None (zeros), h_mask (batch, units) or None: multiplies h_{t-1} where it
+    enters the recurrent GEMM (recurrent dropout, scale included). activation codes: index
+    into ACTIVATIONS (linear, relu, sigmoid or tanh).
 
     Returns (y, h_last, c_last, gates, c_seq): y (batch, seq_len, units) in processing order, or
     None when return_sequences is False and training is False; gates (batch, seq_len, 4*units)
@@ -73,6 +74,8 @@ def lstm_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *,
         _check_lstm_array(h0, "lstm_fwd", "h0", (d.batch, units))
     if c0 is not None:
         _check_lstm_array(c0, "lstm_fwd", "c0", (d.batch, units))
+    if h_mask is not None:
+        _check_lstm_array(h_mask, "lstm_fwd", "h_mask", (d.batch, units))
     y = None
     gates = None
     c_seq = None
@@ -89,6 +92,7 @@ def lstm_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *,
     cdef const float *bp = _f32_ptr(bias)
     cdef const float *h0p = _f32_ptr(h0)
     cdef const float *c0p = _f32_ptr(c0)
+    cdef const float *mp = _f32_ptr(h_mask)
     cdef float *yp = _f32_ptr(y)
     cdef float *hp = _f32_ptr(h_last)
     cdef float *cp = _f32_ptr(c_last)
@@ -97,19 +101,19 @@ def lstm_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *,
     cdef int nt = fnn_get_num_threads()
     cdef fnn_status st
     with nogil:
-        st = fnn_lstm_fwd_f32(&d, xp, kp, rp, bp, h0p, c0p, yp, hp, cp, gp, sp, nt)
+        st = fnn_lstm_fwd_f32(&d, xp, kp, rp, bp, h0p, c0p, mp, yp, hp, cp, gp, sp, nt)
     _raise_on_error(st, "lstm_fwd")
     return y, h_last, c_last, gates, c_seq
 
 
 def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_last=None,
-             dc_last=None, *, int activation=FNN_ACT_TANH,
+             dc_last=None, *, h_mask=None, int activation=FNN_ACT_TANH,
              int recurrent_activation=FNN_ACT_SIGMOID, bint go_backwards=False,
              bint need_dx=True, bint need_dbias=True, bint need_dh0=True, bint need_dc0=True):
     """LSTM backward through time (csrc/fastnn.h: fnn_lstm_bwd_f32).
 
-    Strict: x, kernel, recurrent_kernel, h0, c0 (None: zeros) as given to lstm_fwd(training=True),
-    and its y, c_seq and gates. gates is OVERWRITTEN (with dL/dz): it serves one backward only.
+    Strict: x, kernel, recurrent_kernel, h0, c0 (None: zeros), h_mask as given to
+    lstm_fwd(training=True), and its y, c_seq and gates. gates is OVERWRITTEN (with dL/dz): it serves one backward only.
     dy (batch, seq_len, units), dh_last and dc_last (batch, units): gradients of the outputs, or
     None (zero). Returns (dx, dkernel, drecurrent_kernel, dbias, dh0, dc0); those not asked
     for (need_*=False) are None.
@@ -119,7 +123,8 @@ def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_l
                                       recurrent_activation, go_backwards, op)
     cdef int64_t units = d.hidden_size
     cdef tuple state = (d.batch, units), seq = (d.batch, d.seq_len, units)
-    for name, a, shape in (("h0", h0, state), ("c0", c0, state), ("y", y, seq),
+    for name, a, shape in (("h0", h0, state), ("c0", c0, state), ("h_mask", h_mask, state),
+                           ("y", y, seq),
                            ("c_seq", c_seq, seq), ("gates", gates, (d.batch, d.seq_len, 4 * units)),
                            ("dy", dy, seq), ("dh_last", dh_last, state),
                            ("dc_last", dc_last, state)):
@@ -130,7 +135,8 @@ def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_l
     if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>gates):
         raise ValueError(f"{op}: gates must be writeable (it is overwritten with dL/dz)")
     for name, a in (("x", x), ("kernel", kernel), ("recurrent_kernel", recurrent_kernel),
-                    ("h0", h0), ("c0", c0), ("y", y), ("c_seq", c_seq), ("dy", dy),
+                    ("h0", h0), ("c0", c0), ("h_mask", h_mask), ("y", y), ("c_seq", c_seq),
+                    ("dy", dy),
                     ("dh_last", dh_last), ("dc_last", dc_last)):
         if a is not None and _overlap(<cnp.ndarray>gates, <cnp.ndarray>a):
             raise ValueError(f"{op}: gates overlaps {name} in memory; gates is overwritten")
@@ -145,6 +151,7 @@ def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_l
     cdef const float *rp = _f32_ptr(recurrent_kernel)
     cdef const float *h0p = _f32_ptr(h0)
     cdef const float *c0p = _f32_ptr(c0)
+    cdef const float *mp = _f32_ptr(h_mask)
     cdef const float *yp = _f32_ptr(y)
     cdef const float *sp = _f32_ptr(c_seq)
     cdef float *gp = _f32_ptr(gates)
@@ -160,7 +167,7 @@ def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_l
     cdef int nt = fnn_get_num_threads()
     cdef fnn_status st
     with nogil:
-        st = fnn_lstm_bwd_f32(&d, xp, kp, rp, h0p, c0p, yp, sp, gp, dyp, dhp, dcp, dxp, dkp,
-                              drp, dbp, dh0p, dc0p, nt)
+        st = fnn_lstm_bwd_f32(&d, xp, kp, rp, h0p, c0p, mp, yp, sp, gp, dyp, dhp, dcp, dxp,
+                              dkp, drp, dbp, dh0p, dc0p, nt)
     _raise_on_error(st, op)
     return dx, dkernel, drec, dbias, dh0, dc0

@@ -100,13 +100,13 @@ cdef extern from "fastnn.h" nogil:
 
     fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
                                 const float *recurrent_kernel, const float *bias,
-                                const float *h0, const float *c0, float *y, float *h_last,
-                                float *c_last, float *gates, float *c_seq,
-                                int n_threads) noexcept
+                                const float *h0, const float *c0, const float *h_mask,
+                                float *y, float *h_last, float *c_last, float *gates,
+                                float *c_seq, int n_threads) noexcept
     fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
                                 const float *recurrent_kernel, const float *h0,
-                                const float *c0, const float *y, const float *c_seq,
-                                float *gates, const float *dy, const float *dh_last,
-                                const float *dc_last, float *dx, float *dkernel,
-                                float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
-                                int n_threads) noexcept
+                                const float *c0, const float *h_mask, const float *y,
+                                const float *c_seq, float *gates, const float *dy,
+                                const float *dh_last, const float *dc_last, float *dx,
+                                float *dkernel, float *drecurrent_kernel, float *dbias,
+                                float *dh0, float *dc0, int n_threads) noexcept

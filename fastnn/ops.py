@@ -48,6 +48,7 @@ class LSTMCache:
         "gates",
         "go_backwards",
         "h0",
+        "h_mask",
         "has_bias",
         "kernel",
         "recurrent_activation",
@@ -87,6 +88,7 @@ def lstm_forward(
     go_backwards: bool = False,
     activation: str = "tanh",
     recurrent_activation: str = "sigmoid",
+    recurrent_mask=None,
 ):
     """Runs an LSTM over whole sequences (Keras layout, gates ordered i, f, g, o).
 
@@ -99,6 +101,8 @@ def lstm_forward(
         return_sequences: outputs is every step's h (batch, time, units), else h_last.
         go_backwards: process time steps in reverse; outputs stay in processing order.
         activation, recurrent_activation: 'tanh', 'sigmoid', 'relu' or 'linear'.
+        recurrent_mask: (batch, units) or None; multiplies h_{t-1} where it enters the
+            recurrent kernel (Keras's recurrent dropout mask, 1/(1-rate) scale included).
 
     Returns:
         (outputs, h_last, c_last, cache); cache is an LSTMCache when training, else None.
@@ -112,8 +116,9 @@ def lstm_forward(
     ract = _act_code(recurrent_activation, op, "recurrent_activation")
     x, kernel = _f32(x, op, "x"), _f32(kernel, op, "kernel")
     recurrent_kernel = _f32(recurrent_kernel, op, "recurrent_kernel")
-    bias, h0, c0 = (
-        _f32(a, op, n, optional=True) for a, n in ((bias, "bias"), (h0, "h0"), (c0, "c0"))
+    bias, h0, c0, h_mask = (
+        _f32(a, op, n, optional=True)
+        for a, n in ((bias, "bias"), (h0, "h0"), (c0, "c0"), (recurrent_mask, "recurrent_mask"))
     )
     y, h_last, c_last, gates, c_seq = _kernels.lstm_fwd(
         x,
@@ -122,6 +127,7 @@ def lstm_forward(
         bias,
         h0,
         c0,
+        h_mask=h_mask,
         activation=act,
         recurrent_activation=ract,
         go_backwards=go_backwards,
@@ -137,6 +143,7 @@ def lstm_forward(
             has_bias=bias is not None,
             h0=h0,
             c0=c0,
+            h_mask=h_mask,
             y=y,
             c_seq=c_seq,
             gates=gates,
@@ -207,6 +214,7 @@ def lstm_backward(
         dy,
         dh_last,
         dc_last,
+        h_mask=cache.h_mask,
         activation=cache.activation,
         recurrent_activation=cache.recurrent_activation,
         go_backwards=cache.go_backwards,

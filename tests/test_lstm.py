@@ -34,9 +34,19 @@ def _dact(name, y):
 
 
 def ref_lstm(
-    x, kernel, rkernel, bias=None, h0=None, c0=None, act="tanh", ract="sigmoid", go_backwards=False
+    x,
+    kernel,
+    rkernel,
+    bias=None,
+    h0=None,
+    c0=None,
+    act="tanh",
+    ract="sigmoid",
+    go_backwards=False,
+    h_mask=None,
 ):
-    """Forward in float64. Returns (y, h_last, c_last, steps) with per-step saved values."""
+    """Forward in float64. Returns (y, h_last, c_last, steps) with per-step saved values.
+    h_mask multiplies h_{t-1} where it meets the recurrent kernel (recurrent dropout)."""
     x, kernel, rkernel = (np.asarray(a, np.float64) for a in (x, kernel, rkernel))
     batch, time, _ = x.shape
     units = rkernel.shape[0]
@@ -44,15 +54,16 @@ def ref_lstm(
     h = np.zeros((batch, units)) if h0 is None else np.asarray(h0, np.float64)
     c = np.zeros((batch, units)) if c0 is None else np.asarray(c0, np.float64)
     xs = x[:, ::-1] if go_backwards else x
+    mask = np.ones((batch, units)) if h_mask is None else np.asarray(h_mask, np.float64)
     ys, steps = [], []
     for s in range(time):
-        z = xs[:, s] @ kernel + b + h @ rkernel
+        z = xs[:, s] @ kernel + b + (h * mask) @ rkernel
         zi, zf, zg, zo = np.split(z, 4, axis=1)
         i, f, g, o = _act(ract, zi), _act(ract, zf), _act(act, zg), _act(ract, zo)
         c_prev, h_prev = c, h
         c = f * c + i * g
         h = o * _act(act, c)
-        steps.append((i, f, g, o, c_prev, c, h_prev))
+        steps.append((i, f, g, o, c_prev, c, h_prev * mask))
         ys.append(h)
     y = np.stack(ys, axis=1) if time else np.zeros((batch, 0, units))
     return y, h, c, steps
@@ -71,9 +82,10 @@ def ref_lstm_grads(
     act="tanh",
     ract="sigmoid",
     go_backwards=False,
+    h_mask=None,
 ):
     """Backward through time in float64: (dx, dkernel, drecurrent_kernel, dbias, dh0, dc0)."""
-    _, _, _, steps = ref_lstm(x, kernel, rkernel, bias, h0, c0, act, ract, go_backwards)
+    _, _, _, steps = ref_lstm(x, kernel, rkernel, bias, h0, c0, act, ract, go_backwards, h_mask)
     x, kernel, rkernel = (np.asarray(a, np.float64) for a in (x, kernel, rkernel))
     batch, time, _ = x.shape
     units = rkernel.shape[0]
@@ -102,6 +114,8 @@ def ref_lstm_grads(
         dbias += dz.sum(axis=0)
         dxs[:, s] = dz @ kernel.T
         dh, dc = dz @ rkernel.T, dc * f
+        if h_mask is not None:
+            dh = dh * h_mask
     dx = dxs[:, ::-1] if go_backwards else dxs
     return dx, dkernel, drkernel, dbias, dh, dc
 
@@ -137,11 +151,12 @@ def assert_close(got, want, name, rtol=2e-5):
     assert err <= rtol * scale, f"{name}: max abs error {err:.3g} > {rtol:g} * {scale:.3g}"
 
 
-def run_kernels(c, act="tanh", ract="sigmoid", go_backwards=False, with_dy=True):
+def run_kernels(c, act="tanh", ract="sigmoid", go_backwards=False, with_dy=True, h_mask=None):
     flags = {
         "activation": ACT_CODES[act],
         "recurrent_activation": ACT_CODES[ract],
         "go_backwards": go_backwards,
+        "h_mask": h_mask,
     }
     y, h, cl, gates, c_seq = _kernels.lstm_fwd(
         c["x"], c["kernel"], c["rkernel"], c["bias"], c["h0"], c["c0"], training=True, **flags
@@ -294,6 +309,22 @@ def test_kernel_gradients_match_finite_differences(isa, rng):
             minus[idx] -= eps
             fd[idx] = (loss(key, plus) - loss(key, minus)) / (2 * eps)
         np.testing.assert_allclose(g, fd, rtol=2e-3, atol=2e-3, err_msg=name)
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 3, 37), (25, 3, 6, 65)])
+def test_recurrent_mask(isa, n_threads, rng, shape):
+    """h_mask (recurrent dropout: zeros and 1/(1-rate)) against the reference."""
+    c = make_case(rng, *shape)
+    mask = (rng.random((shape[0], shape[3])) >= 0.3).astype(np.float32) / np.float32(0.7)
+    (y, h, cl), grads = run_kernels(c, go_backwards=True, h_mask=mask)
+    args = (c["x"], c["kernel"], c["rkernel"], c["bias"], c["h0"], c["c0"])
+    ry, rh, rc, _ = ref_lstm(*args, go_backwards=True, h_mask=mask)
+    assert_close(y, ry, "y")
+    assert_close(h, rh, "h_last")
+    assert_close(cl, rc, "c_last")
+    want = ref_lstm_grads(*args, c["dy"], c["dh"], c["dc"], go_backwards=True, h_mask=mask)
+    for name, got, ref in zip(GRAD_NAMES, grads, want):
+        assert_close(got, ref, name)
 
 
 # --- properties of the kernels -----------------------------------------------------------------
@@ -516,6 +547,8 @@ def test_errors_kernels(rng):
         _kernels.lstm_fwd(x, k, r, None, np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match=r"c0 must have shape \(2, 5\)"):
         _kernels.lstm_fwd(x, k, r, None, None, np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"h_mask must have shape \(2, 5\)"):
+        _kernels.lstm_fwd(x, k, r, h_mask=np.ones((2, 6), np.float32))
     with pytest.raises(ValueError, match="activation must be the code of one of"):
         _kernels.lstm_fwd(x, k, r, activation=4)
     with pytest.raises(ValueError, match="recurrent_activation must be the code of one of"):
