@@ -125,6 +125,15 @@ static void init_tables(void) {
     table_avx2.gemm = gemm_cfg_avx2;
     table_avx512.gemm = gemm_cfg_avx512;
 #endif
+    /* LSTM fused gate passes */
+    table_ref.lstm_fwd_row = fnn_lstm_fwd_row_f32_ref;
+    table_ref.lstm_bwd_row = fnn_lstm_bwd_row_f32_ref;
+#ifdef FNN_X86_64
+    table_avx2.lstm_fwd_row = fnn_lstm_fwd_row_f32_avx2;
+    table_avx2.lstm_bwd_row = fnn_lstm_bwd_row_f32_avx2;
+    table_avx512.lstm_fwd_row = fnn_lstm_fwd_row_f32_avx512;
+    table_avx512.lstm_bwd_row = fnn_lstm_bwd_row_f32_avx512;
+#endif
 }
 
 fnn_isa fnn_cpu_isa(void) {

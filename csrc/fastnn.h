@@ -198,6 +198,72 @@ fnn_status fnn_dropout_fwd_f32(int64_t n, const float *x, float rate, uint64_t s
 fnn_status fnn_dropout_bwd_f32(int64_t n, const float *dy, const uint8_t *mask, float rate,
                                float *dx, int n_threads);
 
+/* ---------------------------------------------------------------------------------------------
+ * LSTM over a whole sequence (lstm.c). Keras's layout and gate order:
+ *   x                 (batch, seq_len, input_size)
+ *   kernel            (input_size, 4*hidden_size)    columns: gates i | f | g(c) | o
+ *   recurrent_kernel  (hidden_size, 4*hidden_size)   same column order
+ *   bias              (4*hidden_size) or NULL
+ *   h0, c0            (batch, hidden_size) or NULL (zeros)
+ *   h_mask            (batch, hidden_size) or NULL: multiplies h_{s-1} where it enters the
+ *                     recurrent GEMM (Keras's recurrent dropout: a mask fixed over the
+ *                     sequence, its 1/(1-rate) scale included); y, h_last stay unmasked
+ * Step s (s = 0..seq_len-1) reads input time index tau(s) = s, or seq_len-1-s when go_backwards:
+ *   z = x[:, tau] @ kernel + bias + (h_{s-1} * h_mask) @ recurrent_kernel
+ *   i = ract(z_i), f = ract(z_f), g = act(z_g), o = ract(z_o)      (ract: recurrent_activation)
+ *   c_s = f * c_{s-1} + i * g,   h_s = o * act(c_s)
+ * Outputs are in processing order (Keras's go_backwards returns the reversed sequence):
+ *   y (batch, seq_len, hidden_size) holds h_s at [:, s]; h_last = h_{T-1}, c_last = c_{T-1}.
+ * act and ract: FNN_ACT_TANH, FNN_ACT_SIGMOID, FNN_ACT_RELU or FNN_ACT_LINEAR
+ * (others: FNN_ERR_UNSUPPORTED). Keras's defaults are act = tanh, ract = sigmoid.
+ */
+typedef struct {
+    int64_t batch, seq_len, input_size, hidden_size;
+    fnn_act activation;
+    fnn_act recurrent_activation;
+    int go_backwards; /* 0 or 1 */
+} fnn_lstm_desc;
+
+/* Forward over the whole sequence: one GEMM projects every step's input (x @ kernel + bias over
+ * batch*seq_len rows), then per step one recurrent GEMM h_{s-1} @ recurrent_kernel and one
+ * fused pass for the gate activations and the c/h update.
+ * Inference: gates == NULL and c_seq == NULL; nothing is saved. y, h_last, c_last: any may be
+ * NULL (not written).
+ * Training: gates and c_seq non-NULL and y non-NULL. The forward then saves exactly what
+ * fnn_lstm_bwd_f32 needs and nothing else:
+ *   y      (batch, seq_len, hidden_size)      h_s (also the output sequence)
+ *   c_seq  (batch, seq_len, hidden_size)      c_s
+ *   gates  (batch, seq_len, 4*hidden_size)    activated i, f, g, o of step s at time tau(s)
+ *   (plus the caller's own x, kernel, recurrent_kernel, h0, c0). act(c_s) is recomputed.
+ * Outputs must not overlap inputs or each other. Runs on up to n_threads threads; results are
+ * bitwise identical for every n_threads.
+ * Returns FNN_OK, FNN_ERR_ARG (negative size, NULL required pointer, training buffers given
+ * partly), FNN_ERR_UNSUPPORTED (activation) or FNN_ERR_NOMEM. */
+fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
+                            const float *recurrent_kernel, const float *bias, const float *h0,
+                            const float *c0, const float *h_mask, float *y, float *h_last,
+                            float *c_last, float *gates, float *c_seq, int n_threads);
+
+/* Backward through time of a training forward with the same desc and inputs.
+ * Inputs: x, kernel, recurrent_kernel, h0, c0 (NULL: zeros), h_mask (NULL: none) and the
+ * saved y, c_seq; gates is IN/OUT: read as saved, then OVERWRITTEN with dL/dz (same layout),
+ * so a forward's buffers serve one backward only. Output gradients: dy (batch, seq_len, hidden_size) or NULL (zero),
+ * dh_last, dc_last (batch, hidden_size) or NULL (zero).
+ * Gradients, all OVERWRITTEN (never accumulated): dx (batch, seq_len, input_size), dkernel,
+ * drecurrent_kernel, dbias (4*hidden_size), dh0, dc0 (batch, hidden_size); dx, dbias, dh0 and
+ * dc0 may be NULL (not computed). Per step: the fused gate-gradient pass, then
+ * dh_{s-1} = dz_s @ recurrent_kernel^T and dx[:, tau(s)] = dz_s @ kernel^T; after the loop one
+ * GEMM over every step gives dkernel = x^T @ dz, drecurrent_kernel = h_prev^T @ dz and dbias.
+ * Outputs must not overlap inputs or each other. Bitwise identical for every n_threads.
+ * Returns FNN_OK, FNN_ERR_ARG, FNN_ERR_UNSUPPORTED (activation) or FNN_ERR_NOMEM. */
+fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
+                            const float *recurrent_kernel, const float *h0, const float *c0,
+                            const float *h_mask, const float *y, const float *c_seq,
+                            float *gates, const float *dy, const float *dh_last,
+                            const float *dc_last, float *dx, float *dkernel,
+                            float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
+                            int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -91,3 +91,22 @@ cdef extern from "fastnn.h" nogil:
                                    uint8_t *mask, float *y, int n_threads) noexcept
     fnn_status fnn_dropout_bwd_f32(int64_t n, const float *dy, const uint8_t *mask, float rate,
                                    float *dx, int n_threads) noexcept
+
+    ctypedef struct fnn_lstm_desc:
+        int64_t batch, seq_len, input_size, hidden_size
+        fnn_act activation
+        fnn_act recurrent_activation
+        int go_backwards
+
+    fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
+                                const float *recurrent_kernel, const float *bias,
+                                const float *h0, const float *c0, const float *h_mask,
+                                float *y, float *h_last, float *c_last, float *gates,
+                                float *c_seq, int n_threads) noexcept
+    fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
+                                const float *recurrent_kernel, const float *h0,
+                                const float *c0, const float *h_mask, const float *y,
+                                const float *c_seq, float *gates, const float *dy,
+                                const float *dh_last, const float *dc_last, float *dx,
+                                float *dkernel, float *drecurrent_kernel, float *dbias,
+                                float *dh0, float *dc0, int n_threads) noexcept

@@ -154,3 +154,4 @@ def gemm_blocking():
 
 include "_k_gemm.pxi"
 include "_k_eltwise.pxi"
+include "_k_lstm.pxi"

@@ -12,11 +12,15 @@ from fastnn.layers.core import (
     ReLU,
     Softmax,
 )
+from fastnn.layers.embedding import Embedding
+from fastnn.layers.recurrent import LSTM
 
 __all__ = [
+    "LSTM",
     "Activation",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
     "Input",
     "InputLayer",

@@ -1,0 +1,693 @@
+/* lstm.c - LSTM forward and backward through time over a whole sequence (contract: fastnn.h).
+ *
+ * Forward. One GEMM projects every step's input: Z = x @ kernel + bias over batch*seq_len rows,
+ * batch-major (batch, seq_len, 4*hidden), written straight into the caller's gates buffer
+ * (training) or a workspace (inference). Then per step s the micro-kernel adds
+ * h_{s-1} @ recurrent_kernel into Z[:, tau(s)] from panels packed once per call, and one fused
+ * pass (kt->lstm_fwd_row) turns the step's four gates into activated gates, c_s and h_s.
+ *
+ * Backward. Per step the fused pass (kt->lstm_bwd_row) overwrites the saved gates with dz_s and
+ * carries dc, then one micro-kernel pass over panels of [recurrent_kernel^T | kernel^T] packed
+ * once gives dh_{s-1} = dz_s @ recurrent_kernel^T and dx[:, tau] = dz_s @ kernel^T (dz_s is
+ * still in cache and already packed). After the loop one large GEMM over every step,
+ * [x | h_prev | 1]^T @ dz, gives dkernel, drecurrent_kernel and dbias together (dz is packed
+ * once; the column of ones makes the bias gradient a GEMM row).
+ *
+ * Threads: one parallel region per call. The large GEMMs are split among all threads by rows or
+ * columns (fnn_gemm_serial on each share). For the time loop the (batch x hidden) plane is cut
+ * into tiles aligned to the micro-kernel (mr rows x nr units); each thread keeps one tile for the
+ * whole sequence and computes all four gate columns of its units, so its fused pass needs
+ * nothing from other threads. The pass writes the thread's part of h_s (backward: dz_s)
+ * directly into the packed A panel of the next GEMM, double-buffered, so one barrier per step is
+ * enough: it orders "every part of h_s packed" before "anyone reads h_s".
+ *
+ * Determinism: every GEMM element is one micro-kernel k-loop over its full k (edge tiles give
+ * the same sums through a stack tile), the fused passes treat every unit alike, and column sums
+ * run over rows in a fixed order, so results are bitwise identical for any n_threads.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* A time-loop thread should get at least this many multiply-adds of recurrent GEMM per step:
+ * the step's barrier costs about 5 us under OMP_WAIT_POLICY=PASSIVE (a futex wake-up,
+ * measured on the 2-core project machine), about 250 k multiply-adds of micro-kernel time.
+ * Below twice that, the time loop runs on fewer threads. */
+#define FNN_LSTM_MIN_STEP_WORK_PER_THREAD (512 * 1024)
+
+/* Whole-call work (multiply-adds) per thread below which the call runs on fewer threads; the
+ * same break-even as the GEMM framework's threshold. */
+#define FNN_LSTM_MIN_WORK_PER_THREAD (128 * 1024)
+
+/* ---- scalar reference of the fused passes (the ref ISA) ------------------------------------ */
+
+static inline float act_f(fnn_act act, float x) {
+    switch (act) {
+    case FNN_ACT_TANH: return tanhf(x);
+    case FNN_ACT_SIGMOID:
+        if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+        return expf(x) / (1.0f + expf(x));
+    case FNN_ACT_RELU: return x < 0.0f ? 0.0f : x;
+    default: return x;
+    }
+}
+
+/* The activation's derivative from its output y. */
+static inline float dact_f(fnn_act act, float y) {
+    switch (act) {
+    case FNN_ACT_TANH: return 1.0f - y * y;
+    case FNN_ACT_SIGMOID: return y * (1.0f - y);
+    case FNN_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
+    default: return 1.0f;
+    }
+}
+
+void fnn_lstm_fwd_row_f32_ref(int64_t n, fnn_act act, fnn_act ract, const float *zx,
+                              const float *zh, float *gates, int64_t stride, const float *c_prev,
+                              float *c_out, float *h_out) {
+    for (int64_t j = 0; j < n; j++) {
+        float z[4];
+        for (int q = 0; q < 4; q++)
+            z[q] = zh != NULL ? zx[q * stride + j] + zh[q * stride + j] : zx[q * stride + j];
+        const float i = act_f(ract, z[0]), f = act_f(ract, z[1]);
+        const float g = act_f(act, z[2]), o = act_f(ract, z[3]);
+        const float c = f * c_prev[j] + i * g;
+        if (gates != NULL) {
+            gates[j] = i;
+            gates[stride + j] = f;
+            gates[2 * stride + j] = g;
+            gates[3 * stride + j] = o;
+        }
+        c_out[j] = c;
+        h_out[j] = o * act_f(act, c);
+    }
+}
+
+void fnn_lstm_bwd_row_f32_ref(int64_t n, fnn_act act, fnn_act ract, float *z, int64_t stride,
+                              const float *c, const float *c_prev, const float *dy,
+                              const float *dh, float *dc) {
+    float *zi = z, *zf = z + stride, *zg = z + 2 * stride, *zo = z + 3 * stride;
+    for (int64_t j = 0; j < n; j++) {
+        const float i = zi[j], f = zf[j], g = zg[j], o = zo[j];
+        const float tc = act_f(act, c[j]);
+        const float dhv = dy != NULL ? dh[j] + dy[j] : dh[j];
+        const float dcv = dc[j] + dhv * o * dact_f(act, tc);
+        zo[j] = dhv * tc * dact_f(ract, o);
+        zi[j] = dcv * g * dact_f(ract, i);
+        zg[j] = dcv * i * dact_f(act, g);
+        zf[j] = dcv * c_prev[j] * dact_f(ract, f);
+        dc[j] = dcv * f;
+    }
+}
+
+/* ---- shared pieces --------------------------------------------------------------------------- */
+
+static int act_supported(fnn_act act) {
+    return act == FNN_ACT_TANH || act == FNN_ACT_SIGMOID || act == FNN_ACT_RELU ||
+           act == FNN_ACT_LINEAR;
+}
+
+static fnn_status check_desc(const fnn_lstm_desc *d) {
+    if (d == NULL || d->batch < 0 || d->seq_len < 0 || d->input_size < 0 ||
+        d->hidden_size < 0 || (d->go_backwards != 0 && d->go_backwards != 1))
+        return FNN_ERR_ARG;
+    if (!act_supported(d->activation) || !act_supported(d->recurrent_activation))
+        return FNN_ERR_UNSUPPORTED;
+    return FNN_OK;
+}
+
+/* The time-loop tiling: tm x tn threads own row blocks (mr rows) x unit blocks (nr units). */
+typedef struct {
+    int64_t mr, nr, n_rb, n_ub;
+    int tm, tn;
+} tiling;
+
+/* Picks the tm x tn grid (tm*tn <= nt) with the smallest largest tile, preferring to split units
+ * (row splits make two threads stream the same recurrent-kernel panels), then fewer threads. */
+static tiling make_tiling(const fnn_gemm_cfg *cfg, int64_t batch, int64_t hidden, int nt) {
+    tiling tl = {cfg->mr, cfg->nr, fnn_ceil_div(batch, cfg->mr), fnn_ceil_div(hidden, cfg->nr),
+                 1, 1};
+    const double step_work = 4.0 * (double)batch * (double)hidden * (double)hidden;
+    const int by_work = (int)FNN_MAX(1.0, step_work / FNN_LSTM_MIN_STEP_WORK_PER_THREAD);
+    nt = FNN_MIN(nt, by_work);
+    int64_t best = -1;
+    for (int tn = nt; tn >= 1; tn--) {
+        for (int tm = 1; tm * tn <= nt; tm++) {
+            if (tm > tl.n_rb || tn > tl.n_ub) continue;
+            const int64_t cost = fnn_ceil_div(tl.n_rb, tm) * fnn_ceil_div(tl.n_ub, tn);
+            if (best < 0 || cost < best) {
+                best = cost;
+                tl.tm = tm;
+                tl.tn = tn;
+            }
+        }
+    }
+    return tl;
+}
+
+/* Thread t's tile: row blocks [rb0, rb1), unit blocks [ub0, ub1). 0 if t has none. */
+static int tile_of(const tiling *tl, int t, int64_t *rb0, int64_t *rb1, int64_t *ub0,
+                   int64_t *ub1) {
+    if (t >= tl->tm * tl->tn) return 0;
+    const int64_t rstep = fnn_ceil_div(tl->n_rb, tl->tm), ustep = fnn_ceil_div(tl->n_ub, tl->tn);
+    *rb0 = (t / tl->tn) * rstep;
+    *rb1 = FNN_MIN(tl->n_rb, *rb0 + rstep);
+    *ub0 = (t % tl->tn) * ustep;
+    *ub1 = FNN_MIN(tl->n_ub, *ub0 + ustep);
+    return *rb0 < *rb1 && *ub0 < *ub1;
+}
+
+static int call_threads(int n_threads, double work) {
+    const int nt = fnn_effective_threads(n_threads);
+    return (int)FNN_MAX(1.0, FNN_MIN((double)nt, work / FNN_LSTM_MIN_WORK_PER_THREAD));
+}
+
+/* Thread t's share of a GEMM whose C is split among nt threads, by rows (mr-aligned) or by
+ * columns (nr-aligned). Every share packs the whole of the other operand, so C is split along
+ * its longer side: the operand packed again by each thread is then the smaller one. */
+static void gemm_share(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, int t, int nt,
+                       float *ws) {
+    if (p->m == 0 || p->n == 0) return;
+    fnn_gemm_problem q = *p;
+    const int64_t m_tiles = fnn_ceil_div(p->m, cfg->mr), n_tiles = fnn_ceil_div(p->n, cfg->nr);
+    if (p->m >= p->n) {
+        const int64_t step = fnn_ceil_div(m_tiles, nt) * cfg->mr;
+        const int64_t m0 = t * step, m1 = FNN_MIN(p->m, m0 + step);
+        if (m0 >= m1) return;
+        q.m = m1 - m0;
+        q.a = p->ta == FNN_NOTRANS ? p->a + m0 * p->lda : p->a + m0;
+        q.c = p->c + m0 * p->ldc;
+    } else {
+        const int64_t step = fnn_ceil_div(n_tiles, nt) * cfg->nr;
+        const int64_t n0 = t * step, n1 = FNN_MIN(p->n, n0 + step);
+        if (n0 >= n1) return;
+        q.n = n1 - n0;
+        q.b = p->tb == FNN_NOTRANS ? p->b + n0 : p->b + n0 * p->ldb;
+        q.c = p->c + n0;
+        q.bias = p->bias != NULL ? p->bias + n0 : NULL;
+    }
+    fnn_gemm_serial(cfg, &q, ws);
+}
+
+/* C (row blocks [rb0, rb1) of an m-row matrix, `cols` <= nr columns) = Ap @ Bp + beta * C,
+ * beta 0 or 1, with k steps. Ap: mr-row panels a_panel floats apart; Bp: one nr-column panel.
+ * k runs in chunks of the ISA's kc so that a chunk of Bp stays in L1 across the row blocks;
+ * later chunks accumulate into C (a fixed order: the same sums for any tiling). Edge tiles go
+ * through a stack tile and get the same sums as full tiles. */
+static void panel_gemm(const fnn_gemm_cfg *cfg, int64_t k, const float *ap, int64_t a_panel,
+                       int64_t rb0, int64_t rb1, int64_t m, const float *bp, int64_t cols,
+                       float beta, float *c, int64_t ldc) {
+    FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
+    const int64_t mr = cfg->mr, nr = cfg->nr;
+    for (int64_t pc = 0; pc < k; pc += cfg->kc) {
+        const int64_t kc = FNN_MIN(cfg->kc, k - pc);
+        const float bt = pc == 0 ? beta : 1.0f;
+        for (int64_t rb = rb0; rb < rb1; rb++) {
+            const int64_t rows = FNN_MIN(mr, m - rb * mr);
+            const float *a = ap + rb * a_panel + pc * mr;
+            float *ct = c + rb * mr * ldc;
+            if (rows == mr && cols == nr) {
+                cfg->ukr(kc, 1.0f, a, bp + pc * nr, bt, ct, ldc);
+                continue;
+            }
+            cfg->ukr(kc, 1.0f, a, bp + pc * nr, 0.0f, tile, nr);
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t j = 0; j < cols; j++) {
+                    float *dst = ct + i * ldc + j;
+                    *dst = bt == 0.0f ? tile[i * nr + j] : tile[i * nr + j] + *dst;
+                }
+        }
+    }
+}
+
+/* Software prefetch of the rows a step's fused pass will stream. Those rows live in the big
+ * per-sequence buffers, out of cache; fetching them in slices between the micro-kernel calls
+ * of the step's GEMM overlaps the misses with arithmetic. A hint: no effect on results.
+ * Segment i of a plan is array i % n_arr of row b0 + i / n_arr: n floats at base + b * ld. */
+typedef struct {
+    const float *base[6];
+    int64_t ld[6];
+    int write[6];
+    int n_arr;
+    int64_t b0, n, n_seg;
+} prefetch_plan;
+
+static void plan_add(prefetch_plan *pl, const float *base, int64_t ld, int write) {
+    pl->base[pl->n_arr] = base;
+    pl->ld[pl->n_arr] = ld;
+    pl->write[pl->n_arr] = write;
+    pl->n_arr++;
+}
+
+/* Issues the prefetches of part `part` of `parts` of the plan's segments. */
+static void prefetch_part(const prefetch_plan *pl, int64_t part, int64_t parts) {
+#if defined(__GNUC__) || defined(__clang__)
+    const int64_t total = pl->n_seg * pl->n_arr;
+    for (int64_t i = part * total / parts; i < (part + 1) * total / parts; i++) {
+        const int a = (int)(i % pl->n_arr);
+        const float *p = pl->base[a] + (pl->b0 + i / pl->n_arr) * pl->ld[a];
+        for (int64_t k = 0; k < pl->n; k += 16) {
+            if (pl->write[a])
+                __builtin_prefetch(p + k, 1, 2);
+            else
+                __builtin_prefetch(p + k, 0, 2);
+        }
+    }
+#else
+    (void)pl, (void)part, (void)parts;
+#endif
+}
+
+static void copy_or_zero(float *dst, const float *src, int64_t n) {
+    if (src != NULL)
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    else
+        memset(dst, 0, (size_t)n * sizeof(float));
+}
+
+#ifdef _OPENMP
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
+
+/* ---- forward --------------------------------------------------------------------------------- */
+
+typedef struct {
+    const fnn_kernel_table *kt;
+    const fnn_lstm_desc *d;
+    tiling tl;
+    const float *x, *kernel, *rkernel, *bias, *h0, *c0;
+    const float *h_mask; /* NULL or (batch, hidden): multiplies h_{s-1} in the recurrent GEMM */
+    float *y, *h_last, *c_last, *c_seq;
+    float *z;      /* (batch, seq_len, 4*hidden): x @ kernel + bias; training: the gates buffer */
+    float *zh;     /* (batch, 4*hidden): h_{s-1} @ recurrent_kernel of the current step */
+    float *ap[2];  /* packed h_{s-1} / h_s: n_rb panels of a_panel floats */
+    int64_t a_panel;
+    float *bp;     /* packed recurrent_kernel: panel (ub, q) at (ub*4 + q) * hidden * nr */
+    float *cbuf;   /* inference: c state (batch, hidden) */
+    float *hbuf;   /* when y == NULL: h state (batch, hidden) */
+    const float *zeros; /* hidden zeros: c_{-1} when c0 == NULL (training) */
+    float *ws;     /* per-thread GEMM scratch, ws_floats each */
+    int64_t ws_floats;
+} fwd_ctx;
+
+static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
+    const fnn_lstm_desc *d = cx->d;
+    const fnn_gemm_cfg *cfg = &cx->kt->gemm;
+    const int64_t B = d->batch, T = d->seq_len, H = d->hidden_size, G = 4 * H;
+    const int64_t mr = cx->tl.mr, nr = cx->tl.nr, b_panel = H * nr;
+    const int training = cx->c_seq != NULL;
+
+    /* Input projection of every step, and the recurrent-kernel panels. */
+    const fnn_gemm_problem proj = {FNN_NOTRANS, FNN_NOTRANS, B * T, G, d->input_size, 1.0f,
+                                   cx->x, d->input_size, cx->kernel, G, 0.0f, cx->z, G,
+                                   cx->bias, FNN_ACT_LINEAR, 0.0f};
+    gemm_share(cfg, &proj, t, nt, cx->ws + t * cx->ws_floats);
+    for (int64_t pnl = t; pnl < cx->tl.n_ub * 4; pnl += nt) {
+        const int64_t ub = pnl / 4, q = pnl % 4, cols = FNN_MIN(nr, H - ub * nr);
+        float *dst = cx->bp + pnl * b_panel;
+        for (int64_t k = 0; k < H; k++) {
+            const float *src = cx->rkernel + k * G + q * H + ub * nr;
+            for (int64_t j = 0; j < nr; j++) dst[k * nr + j] = j < cols ? src[j] : 0.0f;
+        }
+    }
+
+    int64_t rb0 = 0, rb1 = 0, ub0 = 0, ub1 = 0;
+    const int has_tile = tile_of(&cx->tl, t, &rb0, &rb1, &ub0, &ub1);
+    const int64_t b0 = rb0 * mr, b1 = FNN_MIN(B, rb1 * mr);
+    const int64_t j0 = ub0 * nr, j1 = FNN_MIN(H, ub1 * nr);
+    if (has_tile) { /* c state, h0 packed, zero padding rows of both A buffers */
+        for (int64_t b = b0; b < rb1 * mr; b++) {
+            float *a0 = cx->ap[0] + (b / mr) * cx->a_panel + b % mr;
+            float *a1 = cx->ap[1] + (b / mr) * cx->a_panel + b % mr;
+            for (int64_t j = j0; j < j1; j++) {
+                float v = b < B && cx->h0 != NULL ? cx->h0[b * H + j] : 0.0f;
+                if (b < B && cx->h_mask != NULL) v *= cx->h_mask[b * H + j];
+                a0[j * mr] = v;
+                a1[j * mr] = 0.0f;
+            }
+            if (!training && b < B)
+                copy_or_zero(cx->cbuf + b * H + j0, cx->c0 != NULL ? cx->c0 + b * H + j0 : NULL,
+                             j1 - j0);
+        }
+    }
+#pragma omp barrier
+
+    for (int64_t s = 0; s < T; s++) {
+        const int64_t tau = d->go_backwards ? T - 1 - s : s;
+        if (has_tile) {
+            /* The recurrent part goes to the small zh buffer (cache-resident) rather than into
+             * z (which the micro-kernel would have to read back from memory); h_{-1} = 0 adds
+             * nothing. */
+            const int recurrent = s > 0 || cx->h0 != NULL;
+            prefetch_plan pl = {{NULL}, {0}, {0}, 0, b0, j1 - j0, b1 - b0};
+            for (int64_t q = 0; q < 4; q++) plan_add(&pl, cx->z + tau * G + q * H + j0, T * G, 0);
+            if (training) plan_add(&pl, cx->c_seq + s * H + j0, T * H, 1);
+            if (cx->y != NULL) plan_add(&pl, cx->y + s * H + j0, T * H, 1);
+            if (recurrent) {
+                const int64_t parts = (ub1 - ub0) * 4;
+                for (int64_t ub = ub0; ub < ub1; ub++)
+                    for (int64_t q = 0; q < 4; q++) {
+                        prefetch_part(&pl, (ub - ub0) * 4 + q, parts);
+                        panel_gemm(cfg, H, cx->ap[s & 1], cx->a_panel, rb0, rb1, B,
+                                   cx->bp + (ub * 4 + q) * b_panel, FNN_MIN(nr, H - ub * nr),
+                                   0.0f, cx->zh + q * H + ub * nr, G);
+                    }
+            }
+            for (int64_t b = b0; b < b1; b++) {
+                float *zrow = cx->z + (b * T + tau) * G;
+                const float *c_prev;
+                float *c_out, *h_out;
+                if (training) {
+                    c_out = cx->c_seq + (b * T + s) * H;
+                    c_prev = s > 0 ? c_out - H : (cx->c0 != NULL ? cx->c0 + b * H : cx->zeros);
+                } else {
+                    c_out = cx->cbuf + b * H;
+                    c_prev = c_out;
+                }
+                h_out = cx->y != NULL ? cx->y + (b * T + s) * H : cx->hbuf + b * H;
+                cx->kt->lstm_fwd_row(j1 - j0, d->activation, d->recurrent_activation, zrow + j0,
+                                     recurrent ? cx->zh + b * G + j0 : NULL,
+                                     training ? zrow + j0 : NULL, H, c_prev + j0, c_out + j0,
+                                     h_out + j0);
+                if (s == T - 1) {
+                    if (cx->h_last != NULL)
+                        memcpy(cx->h_last + b * H + j0, h_out + j0,
+                               (size_t)(j1 - j0) * sizeof(float));
+                    if (cx->c_last != NULL)
+                        memcpy(cx->c_last + b * H + j0, c_out + j0,
+                               (size_t)(j1 - j0) * sizeof(float));
+                } else { /* h_s (times the mask) into the next step's packed A panel */
+                    float *dst = cx->ap[(s + 1) & 1] + (b / mr) * cx->a_panel + b % mr;
+                    if (cx->h_mask != NULL) {
+                        const float *mask = cx->h_mask + b * H;
+                        for (int64_t j = j0; j < j1; j++) dst[j * mr] = h_out[j] * mask[j];
+                    } else {
+                        for (int64_t j = j0; j < j1; j++) dst[j * mr] = h_out[j];
+                    }
+                }
+            }
+        }
+        if (s < T - 1) {
+#pragma omp barrier
+        }
+    }
+}
+
+fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
+                            const float *recurrent_kernel, const float *bias, const float *h0,
+                            const float *c0, const float *h_mask, float *y, float *h_last,
+                            float *c_last, float *gates, float *c_seq, int n_threads) {
+    fnn_status st = check_desc(desc);
+    if (st != FNN_OK) return st;
+    const int64_t B = desc->batch, T = desc->seq_len, I = desc->input_size;
+    const int64_t H = desc->hidden_size, G = 4 * H;
+    const int training = gates != NULL || c_seq != NULL;
+    if (training && (gates == NULL || c_seq == NULL || (y == NULL && B * T * H > 0)))
+        return FNN_ERR_ARG;
+    if ((x == NULL && B * T * I > 0) || (kernel == NULL && I * G > 0) ||
+        (recurrent_kernel == NULL && H * G > 0))
+        return FNN_ERR_ARG;
+    if (B == 0 || H == 0) return FNN_OK;
+    if (T == 0) {
+        if (h_last != NULL) copy_or_zero(h_last, h0, B * H);
+        if (c_last != NULL) copy_or_zero(c_last, c0, B * H);
+        return FNN_OK;
+    }
+
+    fwd_ctx cx = {0};
+    cx.kt = fnn_kernels();
+    const fnn_gemm_cfg *cfg = &cx.kt->gemm;
+    const int nt = call_threads(n_threads, (double)B * T * G * (double)(I + H));
+    cx.d = desc;
+    cx.tl = make_tiling(cfg, B, H, nt);
+    cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.bias = bias;
+    cx.h0 = h0, cx.c0 = c0, cx.h_mask = h_mask;
+    cx.y = y, cx.h_last = h_last, cx.c_last = c_last, cx.c_seq = c_seq;
+    cx.a_panel = fnn_round_up(cx.tl.mr * H, 16);
+    cx.ws_floats = fnn_round_up(fnn_gemm_serial_ws_floats(cfg, B * T, G, I), 16);
+
+    /* One allocation, cut into 64-byte aligned pieces. */
+    const int64_t n_z = training ? 0 : fnn_round_up(B * T * G, 16);
+    const int64_t n_ap = cx.tl.n_rb * cx.a_panel;
+    const int64_t n_bp = cx.tl.n_ub * 4 * H * cx.tl.nr;
+    const int64_t n_state = fnn_round_up(B * H, 16);
+    const int64_t n_c = training ? 0 : n_state, n_h = y == NULL ? n_state : 0;
+    const int64_t n_zero = fnn_round_up(H, 16), n_zh = fnn_round_up(B * G, 16);
+    const int64_t total = n_z + n_zh + 2 * n_ap + n_bp + n_c + n_h + n_zero + nt * cx.ws_floats;
+    float *mem = fnn_malloc((size_t)total * sizeof(float));
+    if (mem == NULL) return FNN_ERR_NOMEM;
+    float *p = mem;
+    cx.z = training ? gates : p;
+    p += n_z;
+    cx.zh = p, p += n_zh;
+    cx.ap[0] = p, p += n_ap;
+    cx.ap[1] = p, p += n_ap;
+    cx.bp = p, p += n_bp;
+    cx.cbuf = p, p += n_c;
+    cx.hbuf = p, p += n_h;
+    memset(p, 0, (size_t)n_zero * sizeof(float));
+    cx.zeros = p, p += n_zero;
+    cx.ws = p;
+
+    if (nt == 1) {
+        fwd_thread(&cx, 0, 1);
+    } else {
+#pragma omp parallel num_threads(nt)
+        fwd_thread(&cx, THREAD_ID(), nt);
+    }
+    fnn_free(mem);
+    return FNN_OK;
+}
+
+/* ---- backward -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const fnn_kernel_table *kt;
+    const fnn_lstm_desc *d;
+    tiling tl;
+    const float *x, *kernel, *rkernel, *h0, *c0, *h_mask, *y, *c_seq, *dy, *dh_last, *dc_last;
+    float *gates, *dx, *dkernel, *drkernel, *dbias, *dh0, *dc0;
+    float *ap[2];  /* packed dz_s: n_rb panels of a_panel floats (k = 4*hidden) */
+    int64_t a_panel;
+    float *bp;     /* packed [recurrent_kernel^T | kernel^T]: n_ub unit panels, then n_ib input
+                    * panels (only when dx is wanted), 4*hidden*nr floats each */
+    int64_t n_ib;
+    float *dh;     /* (batch, hidden): dL/dh_s flowing back from step s+1 (plus dh_last) */
+    float *dc;     /* (batch, hidden): dL/dc_s */
+    float *xh;     /* (batch*seq_len, input + hidden + 1): [x | h_{s-1} | 1] at row b*T + tau(s) */
+    float *dwu;    /* (input + hidden + 1, 4*hidden) = xh^T @ dz: [dkernel; drecurrent; dbias] */
+    const float *zeros;
+    float *ws;
+    int64_t ws_floats;
+} bwd_ctx;
+
+/* Rows [r0, r1) of xh: x's row, then h_{s-1} (y one step back; h0 or zeros at s = 0) times
+ * h_mask if any, then 1, whose column of xh^T @ dz is dbias. */
+static void build_xh(const bwd_ctx *cx, int64_t r0, int64_t r1) {
+    const fnn_lstm_desc *d = cx->d;
+    const int64_t T = d->seq_len, I = d->input_size, H = d->hidden_size, ld = I + H + 1;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t b = r / T, tau = r % T, s = d->go_backwards ? T - 1 - tau : tau;
+        const float *h_prev =
+            s > 0 ? cx->y + (b * T + s - 1) * H : (cx->h0 != NULL ? cx->h0 + b * H : cx->zeros);
+        float *row = cx->xh + r * ld;
+        if (I > 0) memcpy(row, cx->x + r * I, (size_t)I * sizeof(float));
+        if (cx->h_mask != NULL)
+            for (int64_t j = 0; j < H; j++) row[I + j] = h_prev[j] * cx->h_mask[b * H + j];
+        else
+            memcpy(row + I, h_prev, (size_t)H * sizeof(float));
+        row[I + H] = 1.0f;
+    }
+}
+
+static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
+    const fnn_lstm_desc *d = cx->d;
+    const fnn_gemm_cfg *cfg = &cx->kt->gemm;
+    const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
+    const int64_t G = 4 * H, mr = cx->tl.mr, nr = cx->tl.nr, b_panel = G * nr;
+    const int64_t n_ub = cx->tl.n_ub, rows = B * T;
+    float *ws = cx->ws + t * cx->ws_floats;
+
+    /* Panel p: [c, j] = U[p*nr + j, c] (p < n_ub), or kernel[(p - n_ub)*nr + j, c]. */
+    for (int64_t pnl = t; pnl < n_ub + cx->n_ib; pnl += nt) {
+        const float *src = pnl < n_ub ? cx->rkernel : cx->kernel;
+        const int64_t j0 = (pnl < n_ub ? pnl : pnl - n_ub) * nr;
+        const int64_t cols = FNN_MIN(nr, (pnl < n_ub ? H : I) - j0);
+        float *dst = cx->bp + pnl * b_panel;
+        for (int64_t j = 0; j < nr; j++)
+            for (int64_t c = 0; c < G; c++)
+                dst[c * nr + j] = j < cols ? src[(j0 + j) * G + c] : 0.0f;
+    }
+    int64_t rb0 = 0, rb1 = 0, ub0 = 0, ub1 = 0;
+    const int has_tile = tile_of(&cx->tl, t, &rb0, &rb1, &ub0, &ub1);
+    const int64_t b0 = rb0 * mr, b1 = FNN_MIN(B, rb1 * mr);
+    const int64_t j0 = ub0 * nr, j1 = FNN_MIN(H, ub1 * nr), nj = j1 - j0;
+    /* This thread's input panels for dx: threads of one unit column of the grid share them. */
+    const int64_t istep = fnn_ceil_div(cx->n_ib, cx->tl.tn);
+    const int64_t ib0 = has_tile ? FNN_MIN(cx->n_ib, (t % cx->tl.tn) * istep) : 0;
+    const int64_t ib1 = has_tile ? FNN_MIN(cx->n_ib, ib0 + istep) : 0;
+    if (has_tile) {
+        for (int64_t b = b0; b < b1; b++) {
+            copy_or_zero(cx->dh + b * H + j0, cx->dh_last ? cx->dh_last + b * H + j0 : NULL, nj);
+            copy_or_zero(cx->dc + b * H + j0, cx->dc_last ? cx->dc_last + b * H + j0 : NULL, nj);
+        }
+        for (int64_t b = B; b < rb1 * mr; b++) /* padding rows of the packed dz panels */
+            for (int64_t q = 0; q < 4; q++)
+                for (int64_t j = j0; j < j1; j++) {
+                    const int64_t at = (b / mr) * cx->a_panel + (q * H + j) * mr + b % mr;
+                    cx->ap[0][at] = cx->ap[1][at] = 0.0f;
+                }
+    }
+#pragma omp barrier
+
+    for (int64_t s = T - 1; s >= 0; s--) {
+        const int64_t tau = d->go_backwards ? T - 1 - s : s;
+        const int need_dh = s > 0 || cx->dh0 != NULL;
+        float *ap = cx->ap[s & 1];
+        if (has_tile) {
+            for (int64_t b = b0; b < b1; b++) {
+                float *zrow = cx->gates + (b * T + tau) * G;
+                const float *c = cx->c_seq + (b * T + s) * H;
+                const float *c_prev =
+                    s > 0 ? c - H : (cx->c0 != NULL ? cx->c0 + b * H : cx->zeros);
+                const float *dy = cx->dy != NULL ? cx->dy + (b * T + s) * H + j0 : NULL;
+                cx->kt->lstm_bwd_row(nj, d->activation, d->recurrent_activation, zrow + j0, H,
+                                     c + j0, c_prev + j0, dy, cx->dh + b * H + j0,
+                                     cx->dc + b * H + j0);
+                if (need_dh || cx->dx != NULL) { /* dz_s into this step's packed A panel */
+                    float *dst = ap + (b / mr) * cx->a_panel + b % mr;
+                    for (int64_t q = 0; q < 4; q++)
+                        for (int64_t j = q * H + j0; j < q * H + j1; j++) dst[j * mr] = zrow[j];
+                }
+            }
+        }
+#pragma omp barrier
+        /* dh_{s-1} = dz_s @ U^T for this tile; dx[:, tau] = dz_s @ kernel^T for its input
+         * panels. The next step's pass reads only this tile's dh: no second barrier. */
+        prefetch_plan pl = {{NULL}, {0}, {0}, 0, b0, nj, s > 0 ? b1 - b0 : 0};
+        if (s > 0) { /* the rows the next step's pass reads */
+            const int64_t tau1 = d->go_backwards ? T - s : s - 1;
+            for (int64_t q = 0; q < 4; q++)
+                plan_add(&pl, cx->gates + tau1 * G + q * H + j0, T * G, 1);
+            plan_add(&pl, cx->c_seq + (s - 1) * H + j0, T * H, 0);
+            if (cx->dy != NULL) plan_add(&pl, cx->dy + (s - 1) * H + j0, T * H, 0);
+        }
+        const int64_t parts = (need_dh ? ub1 - ub0 : 0) + (ib1 - ib0);
+        if (has_tile && need_dh)
+            for (int64_t ub = ub0; ub < ub1; ub++) {
+                prefetch_part(&pl, ub - ub0, parts);
+                panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + ub * b_panel,
+                           FNN_MIN(nr, H - ub * nr), 0.0f, cx->dh + ub * nr, H);
+            }
+        if (has_tile && need_dh && cx->h_mask != NULL) /* the GEMM gave dL/d(h * mask) */
+            for (int64_t b = b0; b < b1; b++)
+                for (int64_t j = j0; j < j1; j++) cx->dh[b * H + j] *= cx->h_mask[b * H + j];
+        for (int64_t ib = ib0; ib < ib1; ib++) {
+            if (has_tile && need_dh) prefetch_part(&pl, ub1 - ub0 + ib - ib0, parts);
+            panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + (n_ub + ib) * b_panel,
+                       FNN_MIN(nr, I - ib * nr), 0.0f, cx->dx + tau * I + ib * nr, T * I);
+        }
+    }
+    if (has_tile)
+        for (int64_t b = b0; b < b1; b++) {
+            if (cx->dh0 != NULL)
+                memcpy(cx->dh0 + b * H + j0, cx->dh + b * H + j0, (size_t)nj * sizeof(float));
+            if (cx->dc0 != NULL)
+                memcpy(cx->dc0 + b * H + j0, cx->dc + b * H + j0, (size_t)nj * sizeof(float));
+        }
+
+    /* dkernel, drecurrent_kernel and dbias in one GEMM over every step: xh^T @ dz. */
+    const int64_t rstep = fnn_ceil_div(rows, nt);
+    build_xh(cx, FNN_MIN(rows, t * rstep), FNN_MIN(rows, (t + 1) * rstep));
+#pragma omp barrier
+    const int64_t m = I + H + 1;
+    const fnn_gemm_problem dwu = {FNN_TRANS, FNN_NOTRANS, m, G, rows, 1.0f, cx->xh, m, cx->gates,
+                                  G, 0.0f, cx->dwu, G, NULL, FNN_ACT_LINEAR, 0.0f};
+    gemm_share(cfg, &dwu, t, nt, ws);
+#pragma omp barrier
+    const int64_t mstep = fnn_ceil_div(m, nt);
+    for (int64_t r = t * mstep; r < FNN_MIN(m, (t + 1) * mstep); r++) {
+        float *dst = r < I ? cx->dkernel + r * G
+                           : (r < I + H ? cx->drkernel + (r - I) * G : cx->dbias);
+        if (dst != NULL) memcpy(dst, cx->dwu + r * G, (size_t)G * sizeof(float));
+    }
+}
+
+fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
+                            const float *recurrent_kernel, const float *h0, const float *c0,
+                            const float *h_mask, const float *y, const float *c_seq,
+                            float *gates, const float *dy, const float *dh_last,
+                            const float *dc_last, float *dx, float *dkernel,
+                            float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
+                            int n_threads) {
+    fnn_status st = check_desc(desc);
+    if (st != FNN_OK) return st;
+    const int64_t B = desc->batch, T = desc->seq_len, I = desc->input_size;
+    const int64_t H = desc->hidden_size, G = 4 * H;
+    const int64_t n_seq = B * T * H;
+    if ((x == NULL && B * T * I > 0) || (kernel == NULL && I * G > 0) ||
+        (recurrent_kernel == NULL && H * G > 0) || (dkernel == NULL && I * G > 0) ||
+        (drecurrent_kernel == NULL && H * G > 0) ||
+        ((y == NULL || c_seq == NULL || gates == NULL) && n_seq > 0))
+        return FNN_ERR_ARG;
+    if (n_seq == 0) { /* nothing flows: zero weight gradients, states pass through */
+        if (I * G > 0) memset(dkernel, 0, (size_t)(I * G) * sizeof(float));
+        if (H * G > 0) memset(drecurrent_kernel, 0, (size_t)(H * G) * sizeof(float));
+        if (dbias != NULL && G > 0) memset(dbias, 0, (size_t)G * sizeof(float));
+        if (dx != NULL && B * T * I > 0) memset(dx, 0, (size_t)(B * T * I) * sizeof(float));
+        if (dh0 != NULL && B * H > 0) copy_or_zero(dh0, dh_last, B * H);
+        if (dc0 != NULL && B * H > 0) copy_or_zero(dc0, dc_last, B * H);
+        return FNN_OK;
+    }
+
+    bwd_ctx cx = {0};
+    cx.kt = fnn_kernels();
+    const fnn_gemm_cfg *cfg = &cx.kt->gemm;
+    const int nt = call_threads(n_threads, (double)B * T * G * (double)(2 * I + 2 * H));
+    cx.d = desc;
+    cx.tl = make_tiling(cfg, B, H, nt);
+    cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.h0 = h0, cx.c0 = c0;
+    cx.h_mask = h_mask, cx.y = y, cx.c_seq = c_seq, cx.dy = dy, cx.dh_last = dh_last, cx.dc_last = dc_last;
+    cx.gates = gates, cx.dx = dx, cx.dkernel = dkernel, cx.drkernel = drecurrent_kernel;
+    cx.dbias = dbias, cx.dh0 = dh0, cx.dc0 = dc0;
+    cx.a_panel = fnn_round_up(cx.tl.mr * G, 16);
+    cx.n_ib = dx != NULL ? fnn_ceil_div(I, cx.tl.nr) : 0;
+    const int64_t rows = B * T, m = I + H + 1;
+    cx.ws_floats = fnn_round_up(fnn_gemm_serial_ws_floats(cfg, m, G, rows), 16);
+
+    const int64_t n_ap = cx.tl.n_rb * cx.a_panel;
+    const int64_t n_bp = (cx.tl.n_ub + cx.n_ib) * G * cx.tl.nr;
+    const int64_t n_state = fnn_round_up(B * H, 16), n_zero = fnn_round_up(H, 16);
+    const int64_t n_xh = fnn_round_up(rows * m, 16), n_dwu = fnn_round_up(m * G, 16);
+    const int64_t total =
+        2 * n_ap + n_bp + 2 * n_state + n_xh + n_dwu + n_zero + nt * cx.ws_floats;
+    float *mem = fnn_malloc((size_t)total * sizeof(float));
+    if (mem == NULL) return FNN_ERR_NOMEM;
+    float *p = mem;
+    cx.ap[0] = p, p += n_ap;
+    cx.ap[1] = p, p += n_ap;
+    cx.bp = p, p += n_bp;
+    cx.dh = p, p += n_state;
+    cx.dc = p, p += n_state;
+    cx.xh = p, p += n_xh;
+    cx.dwu = p, p += n_dwu;
+    memset(p, 0, (size_t)n_zero * sizeof(float));
+    cx.zeros = p, p += n_zero;
+    cx.ws = p;
+
+    if (nt == 1) {
+        bwd_thread(&cx, 0, 1);
+    } else {
+#pragma omp parallel num_threads(nt)
+        bwd_thread(&cx, THREAD_ID(), nt);
+    }
+    fnn_free(mem);
+    return FNN_OK;
+}

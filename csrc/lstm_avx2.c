@@ -1,0 +1,166 @@
+/* lstm_avx2.c - the LSTM fused gate passes with AVX2+FMA, 8 units per vector.
+ * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn. The tail uses the same
+ * arithmetic as the body with masked loads and stores, so every unit runs the same
+ * instructions wherever it sits in a row. */
+#include "internal.h"
+
+#ifdef FNN_X86_64
+#include <immintrin.h>
+
+/* exp(x), Cephes expf: x = n*ln2 + r, |r| <= ln2/2, degree-6 polynomial, times 2^n built in
+ * the exponent field. About 1 ulp. Inputs are clamped to [-87, 88] so 2^n stays a normal
+ * float; the operand order of min/max lets NaN through. */
+FNN_TARGET_AVX2 static inline __m256 exp_v(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), _mm256_min_ps(_mm256_set1_ps(88.0f), x));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
+                                   _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+FNN_TARGET_AVX2 static inline __m256 sigmoid_v(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp_v(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+/* tanh: |x| < 0.625: Cephes tanhf's odd polynomial (no cancellation near 0); otherwise
+ * 1 - 2 / (exp(2|x|) + 1) with x's sign. */
+FNN_TARGET_AVX2 static inline __m256 tanh_v(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_andnot_ps(sign, x);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 e = exp_v(_mm256_add_ps(a, a));
+    __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+    big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+
+FNN_TARGET_AVX2 static inline __m256 act_v(fnn_act act, __m256 x) {
+    switch (act) {
+    case FNN_ACT_TANH: return tanh_v(x);
+    case FNN_ACT_SIGMOID: return sigmoid_v(x);
+    case FNN_ACT_RELU: return _mm256_max_ps(_mm256_setzero_ps(), x); /* NaN stays NaN */
+    default: return x;
+    }
+}
+
+/* The activation's derivative from its output y. */
+FNN_TARGET_AVX2 static inline __m256 dact_v(fnn_act act, __m256 y) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    switch (act) {
+    case FNN_ACT_TANH: return _mm256_fnmadd_ps(y, y, one);
+    case FNN_ACT_SIGMOID: return _mm256_mul_ps(y, _mm256_sub_ps(one, y));
+    case FNN_ACT_RELU:
+        return _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ), one);
+    default: return one;
+    }
+}
+
+/* Loads and stores of 8 floats, or of the first few under a lane mask (tail). */
+FNN_TARGET_AVX2 static inline __m256 ld(const float *p, __m256i m, int full) {
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+
+FNN_TARGET_AVX2 static inline void st(float *p, __m256i m, int full, __m256 v) {
+    if (full)
+        _mm256_storeu_ps(p, v);
+    else
+        _mm256_maskstore_ps(p, m, v);
+}
+
+/* Pre-activation of one gate: the input projection plus the recurrent part (if any). */
+FNN_TARGET_AVX2 static inline __m256 pre(const float *zx, const float *zh, __m256i m, int full) {
+    const __m256 v = ld(zx, m, full);
+    return zh != NULL ? _mm256_add_ps(v, ld(zh, m, full)) : v;
+}
+
+FNN_TARGET_AVX2 static inline void fwd_vec(fnn_act act, fnn_act ract, const float *zx,
+                                           const float *zh, float *gates, int64_t s1,
+                                           const float *c_prev, float *c_out, float *h_out,
+                                           __m256i m, int full) {
+    const int64_t s2 = 2 * s1, s3 = 3 * s1;
+    const __m256 i = act_v(ract, pre(zx, zh, m, full));
+    const __m256 f = act_v(ract, pre(zx + s1, zh != NULL ? zh + s1 : NULL, m, full));
+    const __m256 g = act_v(act, pre(zx + s2, zh != NULL ? zh + s2 : NULL, m, full));
+    const __m256 o = act_v(ract, pre(zx + s3, zh != NULL ? zh + s3 : NULL, m, full));
+    const __m256 c = _mm256_fmadd_ps(f, ld(c_prev, m, full), _mm256_mul_ps(i, g));
+    if (gates != NULL) {
+        st(gates, m, full, i);
+        st(gates + s1, m, full, f);
+        st(gates + s2, m, full, g);
+        st(gates + s3, m, full, o);
+    }
+    st(c_out, m, full, c);
+    st(h_out, m, full, _mm256_mul_ps(o, act_v(act, c)));
+}
+
+FNN_TARGET_AVX2 static inline void bwd_vec(fnn_act act, fnn_act ract, float *zi, float *zf,
+                                           float *zg, float *zo, const float *c,
+                                           const float *c_prev, const float *dy,
+                                           const float *dh, float *dc, __m256i m, int full) {
+    const __m256 i = ld(zi, m, full), f = ld(zf, m, full);
+    const __m256 g = ld(zg, m, full), o = ld(zo, m, full);
+    const __m256 tc = act_v(act, ld(c, m, full));
+    __m256 dhv = ld(dh, m, full);
+    if (dy != NULL) dhv = _mm256_add_ps(dhv, ld(dy, m, full));
+    const __m256 dcv =
+        _mm256_fmadd_ps(_mm256_mul_ps(dhv, o), dact_v(act, tc), ld(dc, m, full));
+    st(zo, m, full, _mm256_mul_ps(_mm256_mul_ps(dhv, tc), dact_v(ract, o)));
+    st(zi, m, full, _mm256_mul_ps(_mm256_mul_ps(dcv, g), dact_v(ract, i)));
+    st(zg, m, full, _mm256_mul_ps(_mm256_mul_ps(dcv, i), dact_v(act, g)));
+    st(zf, m, full, _mm256_mul_ps(_mm256_mul_ps(dcv, ld(c_prev, m, full)), dact_v(ract, f)));
+    st(dc, m, full, _mm256_mul_ps(dcv, f));
+}
+
+FNN_TARGET_AVX2 static inline __m256i tail_mask(int64_t left) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)left), lanes);
+}
+
+FNN_TARGET_AVX2 void fnn_lstm_fwd_row_f32_avx2(int64_t n, fnn_act act, fnn_act ract,
+                                               const float *zx, const float *zh, float *gates,
+                                               int64_t stride, const float *c_prev,
+                                               float *c_out, float *h_out) {
+    const __m256i all = _mm256_set1_epi32(-1);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        fwd_vec(act, ract, zx + j, zh != NULL ? zh + j : NULL, gates != NULL ? gates + j : NULL,
+                stride, c_prev + j, c_out + j, h_out + j, all, 1);
+    if (j < n)
+        fwd_vec(act, ract, zx + j, zh != NULL ? zh + j : NULL, gates != NULL ? gates + j : NULL,
+                stride, c_prev + j, c_out + j, h_out + j, tail_mask(n - j), 0);
+}
+
+FNN_TARGET_AVX2 void fnn_lstm_bwd_row_f32_avx2(int64_t n, fnn_act act, fnn_act ract, float *z,
+                                               int64_t stride, const float *c,
+                                               const float *c_prev, const float *dy,
+                                               const float *dh, float *dc) {
+    float *zi = z, *zf = z + stride, *zg = z + 2 * stride, *zo = z + 3 * stride;
+    const __m256i all = _mm256_set1_epi32(-1);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        bwd_vec(act, ract, zi + j, zf + j, zg + j, zo + j, c + j, c_prev + j,
+                dy != NULL ? dy + j : NULL, dh + j, dc + j, all, 1);
+    if (j < n)
+        bwd_vec(act, ract, zi + j, zf + j, zg + j, zo + j, c + j, c_prev + j,
+                dy != NULL ? dy + j : NULL, dh + j, dc + j, tail_mask(n - j), 0);
+}
+#endif

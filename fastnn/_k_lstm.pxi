@@ -1,0 +1,173 @@
+# LSTM wrappers (included by _kernels.pyx): strict forward and backward through time over a
+# whole sequence. Layout and gate order (i, f, g, o) as Keras; contract in csrc/fastnn.h.
+
+LSTM_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
+
+
+cdef inline int _check_lstm_array(object a, str op, str name, tuple shape) except -1:
+    """a: float32, C-contiguous, exactly `shape`."""
+    _check_f32(a, op, name, len(shape))
+    if (<object>a).shape != shape:
+        raise ValueError(f"{op}: {name} must have shape {shape}, received {(<object>a).shape}")
+    _check_c_contig(<cnp.ndarray>a, op, name)
+    return 0
+
+
+cdef inline float *_f32_ptr(object a):
+    """Data pointer of a checked float32 array, or NULL for None."""
+    if a is None:
+        return NULL
+    return <float *>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline int _check_lstm_act(int act, str op, str name) except -1:
+    if act not in (FNN_ACT_LINEAR, FNN_ACT_RELU, FNN_ACT_SIGMOID, FNN_ACT_TANH):
+        raise ValueError(f"{op}: {name} must be the code of one of {LSTM_ACTIVATIONS} "
+                         f"({FNN_ACT_LINEAR}, {FNN_ACT_RELU}, {FNN_ACT_SIGMOID}, "
+                         f"{FNN_ACT_TANH}), received {act}")
+    return 0
+
+
+cdef fnn_lstm_desc _lstm_desc(object x, object kernel, object recurrent_kernel, int activation,
+                              int recurrent_activation, bint go_backwards, str op) except *:
+    """Checks x, kernel and recurrent_kernel against each other; returns the descriptor."""
+    _check_f32(x, op, "x", 3)
+    _check_c_contig(<cnp.ndarray>x, op, "x")
+    _check_f32(recurrent_kernel, op, "recurrent_kernel", 2)
+    cdef int64_t units = recurrent_kernel.shape[0]
+    _check_lstm_array(recurrent_kernel, op, "recurrent_kernel", (units, 4 * units))
+    _check_lstm_array(kernel, op, "kernel", (x.shape[2], 4 * units))
+    _check_lstm_act(activation, op, "activation")
+    _check_lstm_act(recurrent_activation, op, "recurrent_activation")
+    cdef fnn_lstm_desc d
+    d.batch = x.shape[0]
+    d.seq_len = x.shape[1]
+    d.input_size = x.shape[2]
+    d.hidden_size = units
+    d.activation = <fnn_act>activation
+    d.recurrent_activation = <fnn_act>recurrent_activation
+    d.go_backwards = 1 if go_backwards else 0
+    return d
+
+
+def lstm_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, h_mask=None,
+             int activation=FNN_ACT_TANH, int recurrent_activation=FNN_ACT_SIGMOID,
+             bint go_backwards=False, bint training=False, bint return_sequences=True):
+    """LSTM forward over a whole sequence (csrc/fastnn.h: fnn_lstm_fwd_f32).
+
+    Strict: every array float32 and C-contiguous. x (batch, seq_len, input_size), kernel
+    (input_size, 4*units), recurrent_kernel (units, 4*units), bias (4*units,) or None, h0 and c0
+    (batch, units) or None (zeros), h_mask (batch, units) or None: multiplies h_{t-1} where it
+    enters the recurrent GEMM (recurrent dropout, scale included). activation codes: index
+    into ACTIVATIONS (linear, relu, sigmoid or tanh).
+
+    Returns (y, h_last, c_last, gates, c_seq): y (batch, seq_len, units) in processing order, or
+    None when return_sequences is False and training is False; gates (batch, seq_len, 4*units)
+    and c_seq (batch, seq_len, units) are what backward needs, None unless training.
+    """
+    cdef fnn_lstm_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation,
+                                      recurrent_activation, go_backwards, "lstm_fwd")
+    cdef int64_t units = d.hidden_size
+    if bias is not None:
+        _check_lstm_array(bias, "lstm_fwd", "bias", (4 * units,))
+    if h0 is not None:
+        _check_lstm_array(h0, "lstm_fwd", "h0", (d.batch, units))
+    if c0 is not None:
+        _check_lstm_array(c0, "lstm_fwd", "c0", (d.batch, units))
+    if h_mask is not None:
+        _check_lstm_array(h_mask, "lstm_fwd", "h_mask", (d.batch, units))
+    y = None
+    gates = None
+    c_seq = None
+    if training or return_sequences:
+        y = np.empty((d.batch, d.seq_len, units), dtype=np.float32)
+    if training:
+        gates = np.empty((d.batch, d.seq_len, 4 * units), dtype=np.float32)
+        c_seq = np.empty((d.batch, d.seq_len, units), dtype=np.float32)
+    h_last = np.empty((d.batch, units), dtype=np.float32)
+    c_last = np.empty((d.batch, units), dtype=np.float32)
+    cdef const float *xp = _f32_ptr(x)
+    cdef const float *kp = _f32_ptr(kernel)
+    cdef const float *rp = _f32_ptr(recurrent_kernel)
+    cdef const float *bp = _f32_ptr(bias)
+    cdef const float *h0p = _f32_ptr(h0)
+    cdef const float *c0p = _f32_ptr(c0)
+    cdef const float *mp = _f32_ptr(h_mask)
+    cdef float *yp = _f32_ptr(y)
+    cdef float *hp = _f32_ptr(h_last)
+    cdef float *cp = _f32_ptr(c_last)
+    cdef float *gp = _f32_ptr(gates)
+    cdef float *sp = _f32_ptr(c_seq)
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_lstm_fwd_f32(&d, xp, kp, rp, bp, h0p, c0p, mp, yp, hp, cp, gp, sp, nt)
+    _raise_on_error(st, "lstm_fwd")
+    return y, h_last, c_last, gates, c_seq
+
+
+def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_last=None,
+             dc_last=None, *, h_mask=None, int activation=FNN_ACT_TANH,
+             int recurrent_activation=FNN_ACT_SIGMOID, bint go_backwards=False,
+             bint need_dx=True, bint need_dbias=True, bint need_dh0=True, bint need_dc0=True):
+    """LSTM backward through time (csrc/fastnn.h: fnn_lstm_bwd_f32).
+
+    Strict: x, kernel, recurrent_kernel, h0, c0 (None: zeros), h_mask as given to
+    lstm_fwd(training=True), and its y, c_seq and gates. gates is OVERWRITTEN (with dL/dz): it serves one backward only.
+    dy (batch, seq_len, units), dh_last and dc_last (batch, units): gradients of the outputs, or
+    None (zero). Returns (dx, dkernel, drecurrent_kernel, dbias, dh0, dc0); those not asked
+    for (need_*=False) are None.
+    """
+    cdef str op = "lstm_bwd"
+    cdef fnn_lstm_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation,
+                                      recurrent_activation, go_backwards, op)
+    cdef int64_t units = d.hidden_size
+    cdef tuple state = (d.batch, units), seq = (d.batch, d.seq_len, units)
+    for name, a, shape in (("h0", h0, state), ("c0", c0, state), ("h_mask", h_mask, state),
+                           ("y", y, seq),
+                           ("c_seq", c_seq, seq), ("gates", gates, (d.batch, d.seq_len, 4 * units)),
+                           ("dy", dy, seq), ("dh_last", dh_last, state),
+                           ("dc_last", dc_last, state)):
+        if a is not None:
+            _check_lstm_array(a, op, name, shape)
+        elif name in ("y", "c_seq", "gates"):
+            raise ValueError(f"{op}: {name} is required (the training forward's saved buffer)")
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>gates):
+        raise ValueError(f"{op}: gates must be writeable (it is overwritten with dL/dz)")
+    for name, a in (("x", x), ("kernel", kernel), ("recurrent_kernel", recurrent_kernel),
+                    ("h0", h0), ("c0", c0), ("h_mask", h_mask), ("y", y), ("c_seq", c_seq),
+                    ("dy", dy),
+                    ("dh_last", dh_last), ("dc_last", dc_last)):
+        if a is not None and _overlap(<cnp.ndarray>gates, <cnp.ndarray>a):
+            raise ValueError(f"{op}: gates overlaps {name} in memory; gates is overwritten")
+    dx = np.empty((d.batch, d.seq_len, d.input_size), dtype=np.float32) if need_dx else None
+    dkernel = np.empty((d.input_size, 4 * units), dtype=np.float32)
+    drec = np.empty((units, 4 * units), dtype=np.float32)
+    dbias = np.empty((4 * units,), dtype=np.float32) if need_dbias else None
+    dh0 = np.empty(state, dtype=np.float32) if need_dh0 else None
+    dc0 = np.empty(state, dtype=np.float32) if need_dc0 else None
+    cdef const float *xp = _f32_ptr(x)
+    cdef const float *kp = _f32_ptr(kernel)
+    cdef const float *rp = _f32_ptr(recurrent_kernel)
+    cdef const float *h0p = _f32_ptr(h0)
+    cdef const float *c0p = _f32_ptr(c0)
+    cdef const float *mp = _f32_ptr(h_mask)
+    cdef const float *yp = _f32_ptr(y)
+    cdef const float *sp = _f32_ptr(c_seq)
+    cdef float *gp = _f32_ptr(gates)
+    cdef const float *dyp = _f32_ptr(dy)
+    cdef const float *dhp = _f32_ptr(dh_last)
+    cdef const float *dcp = _f32_ptr(dc_last)
+    cdef float *dxp = _f32_ptr(dx)
+    cdef float *dkp = _f32_ptr(dkernel)
+    cdef float *drp = _f32_ptr(drec)
+    cdef float *dbp = _f32_ptr(dbias)
+    cdef float *dh0p = _f32_ptr(dh0)
+    cdef float *dc0p = _f32_ptr(dc0)
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_lstm_bwd_f32(&d, xp, kp, rp, h0p, c0p, mp, yp, sp, gp, dyp, dhp, dcp, dxp,
+                              dkp, drp, dbp, dh0p, dc0p, nt)
+    _raise_on_error(st, op)
+    return dx, dkernel, drec, dbias, dh0, dc0
