@@ -34,10 +34,11 @@
 #include <omp.h>
 #endif
 
-/* A time-loop thread should get at least this many multiply-adds of recurrent GEMM per step:
- * the step's barrier costs about 5 us under OMP_WAIT_POLICY=PASSIVE (a futex wake-up,
- * measured on the 2-core project machine), about 250 k multiply-adds of micro-kernel time.
- * Below twice that, the time loop runs on fewer threads. */
+/* A time-loop thread should get at least this many multiply-adds of recurrent GEMM per step,
+ * the work of one step barrier: under OMP_WAIT_POLICY=PASSIVE a barrier costs about 5 us (a
+ * futex wake-up; measured on the 2-core project machine with two threads crossing 2,000
+ * barriers between equal slices of work), about 0.5 M multiply-adds of the AVX-512 micro-kernel
+ * (~100 G multiply-adds/s). Smaller steps run the time loop on fewer threads. */
 #define FNN_LSTM_MIN_STEP_WORK_PER_THREAD (512 * 1024)
 
 /* Whole-call work (multiply-adds) per thread below which the call runs on fewer threads; the
