@@ -84,17 +84,21 @@ static void band_tiles(const fnn_conv_cfg *cc, const conv_job *j, const float *b
     const int64_t nv = (a1 - a0) * j->wrow;
     const int64_t mr = j->dot ? cc->dot_mr : cc->mr;
     float *rows[FNN_CONV_MAX_MR];
+    int64_t a = a0, b = 0; /* output pixel of virtual pixel v0 */
     for (int64_t v0 = 0; v0 < nv; v0 += mr) {
         int any = 0;
-        for (int64_t r = 0; r < mr; r++) {
-            const int64_t v = v0 + r, a = a0 + v / j->wrow, b = v % j->wrow;
+        for (int64_t r = 0, ar = a, br = b; r < mr; r++) {
             rows[r] = NULL;
-            if (v < nv && b < j->out_w) {
-                rows[r] = dst + ((a * j->ds_h + j->d0_h) * j->dst_w + b * j->ds_w + j->d0_w) *
+            if (v0 + r < nv && br < j->out_w) {
+                rows[r] = dst + ((ar * j->ds_h + j->d0_h) * j->dst_w + br * j->ds_w + j->d0_w) *
                                     j->dst_c;
                 any = 1;
             }
+            if (++br == j->wrow) br = 0, ar++;
         }
+        b += mr;
+        a += b / j->wrow;
+        b %= j->wrow;
         if (!any) continue;
         const float *a = buf + v0 * j->lda;
         if (j->dot) {

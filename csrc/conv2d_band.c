@@ -125,9 +125,14 @@ static void layout_im2col(const conv_job *j, const float *src, int64_t a0, int64
             }
             for (int64_t b = 0; b < b_lo; b++)
                 for (int64_t c = 0; c < cs; c++) dst[b * kc + c] = 0.0f;
-            for (int64_t b = b_lo; b < b_hi; b++) {
-                const float *s = src + (y * j->src_w + b * j->ss_w + off) * cs;
-                for (int64_t c = 0; c < cs; c++) dst[b * kc + c] = s[c];
+            if (cs == 1) { /* one channel: a strided copy (the c_in = 1 first layer) */
+                const float *s = src + y * j->src_w + off;
+                for (int64_t b = b_lo; b < b_hi; b++) dst[b * kc] = s[b * j->ss_w];
+            } else {
+                for (int64_t b = b_lo; b < b_hi; b++) {
+                    const float *s = src + (y * j->src_w + b * j->ss_w + off) * cs;
+                    for (int64_t c = 0; c < cs; c++) dst[b * kc + c] = s[c];
+                }
             }
             for (int64_t b = b_hi; b < out_w; b++)
                 for (int64_t c = 0; c < cs; c++) dst[b * kc + c] = 0.0f;

@@ -48,9 +48,7 @@ static void wgrad_band(const fnn_conv_cfg *cc, const conv_job *j, const float *b
     }
     if (pb != NULL) {
         if (!acc) memset(pb, 0, (size_t)c_out * sizeof(float));
-        const float *row = dyb;
-        for (int64_t p = 0; p < nrows * j->out_w; p++, row += c_out)
-            for (int64_t co = 0; co < c_out; co++) pb[co] += row[co];
+        cc->colsum(nrows * j->out_w, c_out, dyb, c_out, pb);
     }
 }
 
