@@ -71,6 +71,35 @@ static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
                                              .pack_t = fnn_gemm_pack_t_f32_avx512};
 #endif
 
+/* conv2d micro-kernels (conv2d_ukr_<isa>.c): tile shapes as the GEMM's, see each file. */
+static const fnn_conv_cfg conv_cfg_ref = {.mr = 4,
+                                          .nr = 16,
+                                          .fwd = fnn_conv_fwd_ukr_f32_ref_4x16,
+                                          .dot_mr = 4,
+                                          .dot = fnn_conv_dot_ukr_f32_ref_4,
+                                          .wg_mr = 4,
+                                          .wg_nr = 16,
+                                          .wgrad = fnn_conv_wgrad_ukr_f32_ref_4x16};
+
+#ifdef FNN_X86_64
+static const fnn_conv_cfg conv_cfg_avx2 = {.mr = 6,
+                                           .nr = 16,
+                                           .fwd = fnn_conv_fwd_ukr_f32_avx2_6x16,
+                                           .dot_mr = 4,
+                                           .dot = fnn_conv_dot_ukr_f32_avx2_4,
+                                           .wg_mr = 6,
+                                           .wg_nr = 16,
+                                           .wgrad = fnn_conv_wgrad_ukr_f32_avx2_6x16};
+static const fnn_conv_cfg conv_cfg_avx512 = {.mr = 12,
+                                             .nr = 32,
+                                             .fwd = fnn_conv_fwd_ukr_f32_avx512_12x32,
+                                             .dot_mr = 8,
+                                             .dot = fnn_conv_dot_ukr_f32_avx512_8,
+                                             .wg_mr = 12,
+                                             .wg_nr = 32,
+                                             .wgrad = fnn_conv_wgrad_ukr_f32_avx512_12x32};
+#endif
+
 static fnn_kernel_table table_ref = {
     .isa = FNN_ISA_REF,
     .act_fwd = fnn_act_fwd_f32_ref,
@@ -119,11 +148,27 @@ static volatile int num_threads = 1;
 
 static void child_after_fork(void) { forked_child = 1; }
 
+static void set_wino(fnn_conv_cfg *cc, const fnn_wino_fns *f) {
+    cc->wino_in = f->in;
+    cc->wino_out = f->out;
+    cc->wino_grad = f->grad;
+    cc->colsum = f->colsum;
+}
+
 static void init_tables(void) {
     table_ref.gemm = gemm_cfg_ref;
+    table_ref.conv = conv_cfg_ref;
+    set_wino(&table_ref.conv, &fnn_wino_fns_ref);
+    table_ref.pool = fnn_pool_cfg_ref;
 #ifdef FNN_X86_64
     table_avx2.gemm = gemm_cfg_avx2;
     table_avx512.gemm = gemm_cfg_avx512;
+    table_avx2.conv = conv_cfg_avx2;
+    table_avx512.conv = conv_cfg_avx512;
+    set_wino(&table_avx2.conv, &fnn_wino_fns_avx2);
+    set_wino(&table_avx512.conv, &fnn_wino_fns_avx512);
+    table_avx2.pool = fnn_pool_cfg_avx2;
+    table_avx512.pool = fnn_pool_cfg_avx512;
 #endif
     /* LSTM fused gate passes */
     table_ref.lstm_fwd_row = fnn_lstm_fwd_row_f32_ref;

@@ -264,6 +264,108 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
                             float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
                             int n_threads);
 
+/* ---------------------------------------------------------------------------------------------
+ * 2-D convolution. Activations NHWC: x (batch, h, w, c_in), y (batch, out_h, out_w, c_out).
+ * Weights HWIO, the Keras kernel layout: w (kh, kw, c_in, c_out). Cross-correlation, as Keras:
+ *   y[n, oy, ox, co] = act(bias[co] + sum_{i, j, ci} x[n, oy*stride_h + i*dil_h - pad_top,
+ *                                                   ox*stride_w + j*dil_w - pad_left, ci]
+ *                                                  * w[i, j, ci, co])
+ * with x taken as 0 outside [0, h) x [0, w). pad_top / pad_left are the zero rows and columns
+ * before the image; the padding after it is whatever out_h / out_w reach.
+ */
+typedef enum {
+    FNN_PADDING_VALID = 0,  /* no padding: out = floor((in - (k-1)*dil - 1) / stride) + 1 */
+    FNN_PADDING_SAME = 1,   /* out = ceil(in / stride); total padding max((out-1)*stride +
+                               (k-1)*dil + 1 - in, 0), the odd one at the bottom / right as TF */
+    FNN_PADDING_CAUSAL = 2, /* (k-1)*dil before, none after: out = ceil(in / stride) (Conv1D) */
+} fnn_padding;
+
+typedef struct {
+    int64_t batch, h, w, c_in; /* input */
+    int64_t c_out, kh, kw;     /* weights (kh, kw, c_in, c_out) */
+    int64_t stride_h, stride_w, dil_h, dil_w;
+    int64_t pad_top, pad_left; /* zeros before the image */
+    int64_t out_h, out_w;      /* output grid */
+} fnn_conv2d_desc;
+
+/* Fills *d from the shapes and a padding rule. Returns FNN_ERR_ARG for a negative size, a
+ * kernel, stride or dilation < 1, an unknown rule, or a 'valid' kernel larger than the input. */
+fnn_status fnn_conv2d_desc_init(fnn_conv2d_desc *d, int64_t batch, int64_t h, int64_t w,
+                                int64_t c_in, int64_t c_out, int64_t kh, int64_t kw,
+                                int64_t stride_h, int64_t stride_w, int64_t dil_h, int64_t dil_w,
+                                fnn_padding padding);
+
+/* Checks a descriptor filled by hand (any pads >= 0 and out sizes >= 0 are valid). */
+fnn_status fnn_conv2d_desc_check(const fnn_conv2d_desc *d);
+
+/* Forward: y = act(conv(x, w) + bias) as above. bias: NULL or c_out floats. act: any fnn_act
+ * but FNN_ACT_SOFTMAX. y is write-only (may hold NaN) and must not overlap x, w or bias.
+ * Returns FNN_OK, FNN_ERR_ARG (bad descriptor, NULL with nonzero size, softmax) or
+ * FNN_ERR_NOMEM. Bitwise identical results for every n_threads. */
+fnn_status fnn_conv2d_fwd_f32(const fnn_conv2d_desc *d, const float *x, const float *w,
+                              const float *bias, fnn_act act, float act_alpha, float *y,
+                              int n_threads);
+
+/* Backward to the input: dx = d(sum(dy * y_linear)) / dx, i.e. the transposed convolution of
+ * dy (batch, out_h, out_w, c_out) with w, shape (batch, h, w, c_in). dx is OVERWRITTEN (never
+ * read) and must not overlap dy or w. Bitwise identical for every n_threads. */
+fnn_status fnn_conv2d_bwd_data_f32(const fnn_conv2d_desc *d, const float *dy, const float *w,
+                                   float *dx, int n_threads);
+
+/* Backward to the weights and bias: dw (kh, kw, c_in, c_out) = sum over batch and output
+ * pixels of x-patch (outer) dy; db (c_out) = sum of dy over batch and pixels (db may be NULL).
+ * dw and db are OVERWRITTEN and must not overlap x or dy. The sum over pixels is split into
+ * groups fixed by the shapes alone and added in a fixed order: bitwise identical results for
+ * every n_threads. */
+fnn_status fnn_conv2d_bwd_filter_f32(const fnn_conv2d_desc *d, const float *x, const float *dy,
+                                     float *dw, float *db, int n_threads);
+
+/* ---------------------------------------------------------------------------------------------
+ * 2-D pooling, NHWC: x (batch, h, w, c), y (batch, out_h, out_w, c). Output pixel (oy, ox)
+ * pools the window rows [oy*stride_h - pad_top, + pool_h) x columns [ox*stride_w - pad_left,
+ * + pool_w) clipped to the image: padding is never part of a window (max ignores it, average
+ * divides by the pixels inside the image, as Keras / TF). Global pooling is the window
+ * (h, w) with 'valid' padding. Every window must hold at least one pixel (desc_check).
+ */
+typedef struct {
+    int64_t batch, h, w, c;
+    int64_t pool_h, pool_w, stride_h, stride_w;
+    int64_t pad_top, pad_left, out_h, out_w;
+} fnn_pool2d_desc;
+
+/* Fills *d ('valid': out = floor((in - pool) / stride) + 1; 'same': out = ceil(in / stride)).
+ * FNN_ERR_ARG: negative size, pool or stride < 1, causal padding, or a 'valid' pool larger
+ * than the input. */
+fnn_status fnn_pool2d_desc_init(fnn_pool2d_desc *d, int64_t batch, int64_t h, int64_t w,
+                                int64_t c, int64_t pool_h, int64_t pool_w, int64_t stride_h,
+                                int64_t stride_w, fnn_padding padding);
+
+/* Checks a descriptor filled by hand: sizes >= 0, pool and stride >= 1, every window
+ * non-empty, h * w < 2^31 (argmax indices are int32). */
+fnn_status fnn_pool2d_desc_check(const fnn_pool2d_desc *d);
+
+/* Max pooling. y = the window maximum per channel; NaN propagates (a window holding a NaN gives
+ * NaN). argmax (NULL, or int32 shaped as y) receives the input pixel of the maximum as
+ * iy * w + ix within its image: the first maximum, or the last NaN; a window of -inf or of
+ * NaN gives one of its own pixels, never an index outside the window. y and argmax are
+ * write-only and must not overlap x. */
+fnn_status fnn_maxpool2d_fwd_f32(const fnn_pool2d_desc *d, const float *x, float *y,
+                                 int32_t *argmax, int n_threads);
+
+/* Max pooling backward: dx[n, p, ch] = sum of dy[n, o, ch] over the outputs o whose argmax
+ * is p. dx is OVERWRITTEN (every element written once: bitwise identical for any n_threads). */
+fnn_status fnn_maxpool2d_bwd_f32(const fnn_pool2d_desc *d, const float *dy,
+                                 const int32_t *argmax, float *dx, int n_threads);
+
+/* Average pooling: y = mean over the window's pixels inside the image. */
+fnn_status fnn_avgpool2d_fwd_f32(const fnn_pool2d_desc *d, const float *x, float *y,
+                                 int n_threads);
+
+/* Average pooling backward: dx[p] = sum over windows o holding p of dy[o] / |window o|.
+ * dx is OVERWRITTEN. */
+fnn_status fnn_avgpool2d_bwd_f32(const fnn_pool2d_desc *d, const float *dy, float *dx,
+                                 int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -266,6 +266,133 @@ void fnn_lstm_bwd_row_f32_avx512(int64_t n, fnn_act act, fnn_act ract, float *z,
                                  int64_t stride, const float *c, const float *c_prev,
                                  const float *dy, const float *dh, float *dc);
 
+/* ---------------------------------------------------------------------------------------------
+ * conv2d micro-kernels. conv2d.c is their framework: it lays a band of the source image out so
+ * that the pixels of a tile are lda floats apart and each filter tap is one offset (a_off[t]),
+ * then reduces over taps and channels in registers. Contracts:
+ *
+ * Forward tile: MR output pixels x NR output channels, a batch-reduce over ntaps taps.
+ *   acc[r][j] = sum_{t < ntaps} sum_{kk < kc} a[r*lda + a_off[t] + kk] * b[t][kk*NR + j]
+ *   for r with c_rows[r] != NULL: c_rows[r][j] = acc[r][j] + (bias ? bias[j] : 0), j < n_valid.
+ * All MR rows of a are read (the caller keeps them in bounds; rows with c_rows[r] == NULL are
+ * computed and dropped). b[t] is a packed panel of kc steps of NR floats, 64-byte aligned and
+ * zero past n_valid. ntaps or kc may be 0 (the tile is then the bias, or 0).
+ */
+typedef void (*fnn_conv_fwd_ukr_fn)(int64_t ntaps, int64_t kc, const float *a, int64_t lda,
+                                    const int64_t *a_off, const float *const *b,
+                                    const float *bias, int64_t n_valid, float *const *c_rows);
+
+/* Few-output tile (a layer with 1..8 output channels, or the input gradient of one with 1..8
+ * input channels): MR pixels x n_out outputs, reduced along kc with vectors.
+ *   c_rows[r][n] = sum_t sum_{kk < kc} a[r*lda + a_off[t] + kk] * w[t][n*ldw + kk]
+ *                  + (bias ? bias[n] : 0),  for r with c_rows[r] != NULL, n < n_out.
+ * a is read as in the forward tile; w[t] rows need no alignment. n_out <= FNN_CONV_DOT_MAX_N. */
+#define FNN_CONV_DOT_MAX_N 8
+typedef void (*fnn_conv_dot_ukr_fn)(int64_t ntaps, int64_t kc, const float *a, int64_t lda,
+                                    const int64_t *a_off, const float *const *w, int64_t ldw,
+                                    const float *bias, int64_t n_out, float *const *c_rows);
+
+/* Weight-gradient tile: MR rows (filter rows: input channels of one tap) x NR columns (output
+ * channels), reduced over nseg segments of len steps each (a segment is one output row):
+ *   acc[r][j] = sum_{s < nseg} sum_{kk < len} a[s*a_seg + kk*lda + r] * b[s*b_seg + kk*ldb + j]
+ *   c[r*ldc + j] = (accumulate ? c[r*ldc + j] : 0) + acc[r][j],  r < m_valid, j < n_valid.
+ * All MR floats of each a step are read (the caller keeps them in bounds); b only for
+ * j < n_valid; c only for r < m_valid, j < n_valid. */
+typedef void (*fnn_conv_wgrad_ukr_fn)(int64_t nseg, int64_t len, const float *a, int64_t lda,
+                                      int64_t a_seg, const float *b, int64_t ldb, int64_t b_seg,
+                                      int accumulate, float *c, int64_t ldc, int64_t m_valid,
+                                      int64_t n_valid);
+
+/* Winograd F(2x2, 3x3) transforms (conv2d_wino_tf.c), vectorized along c channels; every
+ * pixel pointer is valid (the caller points missing input pixels at zeros and missing outputs
+ * at a scratch row).
+ *   in:   v[xi*ld + ch] = (B^T d B)[xi], d the 4x4 input patch of pixels pix[0..15];
+ *   out:  pix[0..3] (the 2x2 output tile) = A^T m A + bias, m[xi*ld + ch];
+ *   grad: dm[xi*ld + ch] = (A g A^T)[xi], g the 2x2 output-gradient tile pix[0..3];
+ *   colsum: acc[j] += x[r*ldx + j] for r < rows, j < cols, rows in order. */
+typedef void (*fnn_wino_in_fn)(const float *const *pix, int64_t c, float *v, int64_t ld);
+typedef void (*fnn_wino_out_fn)(const float *m, int64_t ld, int64_t c, const float *bias,
+                                float *const *pix);
+typedef void (*fnn_wino_grad_fn)(const float *const *pix, int64_t c, float *dm, int64_t ld);
+typedef void (*fnn_colsum_fn)(int64_t rows, int64_t cols, const float *x, int64_t ldx,
+                              float *acc);
+
+typedef struct {
+    int64_t mr, nr; /* forward tile */
+    fnn_conv_fwd_ukr_fn fwd;
+    int64_t dot_mr; /* few-output tile (pixels) */
+    fnn_conv_dot_ukr_fn dot;
+    int64_t wg_mr, wg_nr; /* weight-gradient tile */
+    fnn_conv_wgrad_ukr_fn wgrad;
+    fnn_wino_in_fn wino_in;
+    fnn_wino_out_fn wino_out;
+    fnn_wino_grad_fn wino_grad;
+    fnn_colsum_fn colsum;
+} fnn_conv_cfg;
+
+/* The Winograd transforms and colsum of each ISA (conv2d_wino_tf.c), for dispatch.c. */
+typedef struct {
+    fnn_wino_in_fn in;
+    fnn_wino_out_fn out;
+    fnn_wino_grad_fn grad;
+    fnn_colsum_fn colsum;
+} fnn_wino_fns;
+extern const fnn_wino_fns fnn_wino_fns_ref;
+#ifdef FNN_X86_64
+extern const fnn_wino_fns fnn_wino_fns_avx2;
+extern const fnn_wino_fns fnn_wino_fns_avx512;
+#endif
+
+void fnn_conv_fwd_ukr_f32_ref_4x16(int64_t ntaps, int64_t kc, const float *a, int64_t lda,
+                                   const int64_t *a_off, const float *const *b,
+                                   const float *bias, int64_t n_valid, float *const *c_rows);
+void fnn_conv_dot_ukr_f32_ref_4(int64_t ntaps, int64_t kc, const float *a, int64_t lda,
+                                const int64_t *a_off, const float *const *w, int64_t ldw,
+                                const float *bias, int64_t n_out, float *const *c_rows);
+void fnn_conv_wgrad_ukr_f32_ref_4x16(int64_t nseg, int64_t len, const float *a, int64_t lda,
+                                     int64_t a_seg, const float *b, int64_t ldb, int64_t b_seg,
+                                     int accumulate, float *c, int64_t ldc, int64_t m_valid,
+                                     int64_t n_valid);
+void fnn_conv_fwd_ukr_f32_avx2_6x16(int64_t ntaps, int64_t kc, const float *a, int64_t lda,
+                                    const int64_t *a_off, const float *const *b,
+                                    const float *bias, int64_t n_valid, float *const *c_rows);
+void fnn_conv_dot_ukr_f32_avx2_4(int64_t ntaps, int64_t kc, const float *a, int64_t lda,
+                                 const int64_t *a_off, const float *const *w, int64_t ldw,
+                                 const float *bias, int64_t n_out, float *const *c_rows);
+void fnn_conv_wgrad_ukr_f32_avx2_6x16(int64_t nseg, int64_t len, const float *a, int64_t lda,
+                                      int64_t a_seg, const float *b, int64_t ldb, int64_t b_seg,
+                                      int accumulate, float *c, int64_t ldc, int64_t m_valid,
+                                      int64_t n_valid);
+void fnn_conv_fwd_ukr_f32_avx512_12x32(int64_t ntaps, int64_t kc, const float *a, int64_t lda,
+                                       const int64_t *a_off, const float *const *b,
+                                       const float *bias, int64_t n_valid, float *const *c_rows);
+void fnn_conv_dot_ukr_f32_avx512_8(int64_t ntaps, int64_t kc, const float *a, int64_t lda,
+                                   const int64_t *a_off, const float *const *w, int64_t ldw,
+                                   const float *bias, int64_t n_out, float *const *c_rows);
+void fnn_conv_wgrad_ukr_f32_avx512_12x32(int64_t nseg, int64_t len, const float *a, int64_t lda,
+                                         int64_t a_seg, const float *b, int64_t ldb,
+                                         int64_t b_seg, int accumulate, float *c, int64_t ldc,
+                                         int64_t m_valid, int64_t n_valid);
+
+/* Pooling rows (pool2d.c): one output row (forward) or one input row (backward) of one image,
+ * all channels. The same C body compiled per ISA (vectorized along the channels). */
+typedef void (*fnn_pool_fwd_row_fn)(const fnn_pool2d_desc *d, const float *x_img, int64_t oy,
+                                    float *y_row, int32_t *idx_row);
+/* cov[2*ix], cov[2*ix + 1]: the output columns [lo, hi) whose windows hold input column ix. */
+typedef void (*fnn_pool_bwd_row_fn)(const fnn_pool2d_desc *d, const float *dy_img,
+                                    const int32_t *idx_img, const int64_t *cov, int64_t iy,
+                                    float *dx_row);
+typedef struct {
+    fnn_pool_fwd_row_fn max_fwd, avg_fwd; /* avg_fwd ignores idx_row */
+    fnn_pool_bwd_row_fn max_bwd, avg_bwd; /* avg_bwd ignores idx_img */
+} fnn_pool_cfg;
+
+extern const fnn_pool_cfg fnn_pool_cfg_ref;
+#ifdef FNN_X86_64
+extern const fnn_pool_cfg fnn_pool_cfg_avx2;
+extern const fnn_pool_cfg fnn_pool_cfg_avx512;
+#endif
+
 /* The kernel table of the selected ISA. Filled once per fnn_set_isa(); callers never see ISAs. */
 typedef struct {
     fnn_isa isa;
@@ -283,6 +410,9 @@ typedef struct {
     /* LSTM (lstm.c): fused gate passes, filled in dispatch.c's init_tables(). */
     fnn_lstm_fwd_row_fn lstm_fwd_row;
     fnn_lstm_bwd_row_fn lstm_bwd_row;
+    /* conv2d / pool2d (conv2d*.c, pool2d.c) */
+    fnn_conv_cfg conv;
+    fnn_pool_cfg pool;
 } fnn_kernel_table;
 
 const fnn_kernel_table *fnn_kernels(void);

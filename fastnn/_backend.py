@@ -275,3 +275,55 @@ def dropout_forward(x: np.ndarray, rate: float, rng: np.random.Generator, mask_o
 def dropout_backward(dy: np.ndarray, mask: np.ndarray, rate: float, out: np.ndarray) -> None:
     """out = dy * mask / (1 - rate), the gradient of `dropout_forward`. out must not overlap dy."""
     _kernels.dropout_bwd(dy, mask, out, rate=rate)
+
+
+# ---- convolution and pooling (NHWC activations, HWIO kernels; fastnn/layers/convolutional.py)
+# `geom` is a dict of the strict kernels' keyword arguments: strides, padding, dilation (conv)
+# or pool_size, strides, padding (pooling).
+
+
+def conv2d_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, act: str,
+                   act_alpha: float, out: np.ndarray, geom: dict,
+                   preact_out: np.ndarray | None = None) -> None:
+    """out = act(conv2d(x, kernel) + bias): x (batch, h, w, in_ch), kernel (kh, kw, in_ch,
+    filters), out (batch, out_h, out_w, filters). preact_out, when given, also receives the
+    pre-activation (gelu's backward, softmax). Bias and activation are fused in the kernel."""
+    act_id = _act_id(act)
+    if act != "softmax" and preact_out is None:
+        _kernels.conv2d_fwd(x, kernel, bias, out, act=act_id, act_alpha=act_alpha, **geom)
+        return
+    z = out if preact_out is None else preact_out
+    _kernels.conv2d_fwd(x, kernel, bias, z, **geom)
+    _kernels.act_fwd(z, out, act=act_id, act_alpha=act_alpha)
+
+
+def conv2d_backward(x: np.ndarray, kernel: np.ndarray, dz: np.ndarray, dkernel: np.ndarray,
+                    dbias: np.ndarray | None, dx: np.ndarray | None, geom: dict) -> None:
+    """Gradients of conv2d's pre-activation output z, given dz = dL/dz: overwrites dkernel,
+    dbias (None: no bias) and dx (None: not needed, e.g. the first layer)."""
+    _kernels.conv2d_bwd_filter(x, dz, kernel.shape[:2], dkernel, dbias, bias=dbias is not None,
+                               **geom)
+    if dx is not None:
+        _kernels.conv2d_bwd_data(dz, kernel, x.shape, dx, **geom)
+
+
+def max_pool2d_forward(x: np.ndarray, out: np.ndarray, argmax_out: np.ndarray,
+                       geom: dict) -> None:
+    """out = window maxima of x (NaN propagates); argmax_out (int32, shaped as out) receives
+    each maximum's input pixel iy * w + ix for max_pool2d_backward."""
+    _kernels.max_pool2d_fwd(x, out, argmax_out, **geom)
+
+
+def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, dx: np.ndarray, geom: dict) -> None:
+    """dx = dy routed to each window's maximum (overwrites dx)."""
+    _kernels.max_pool2d_bwd(dy, argmax, dx.shape, dx, **geom)
+
+
+def avg_pool2d_forward(x: np.ndarray, out: np.ndarray, geom: dict) -> None:
+    """out = window means of x (windows clipped to the image, as Keras 'same')."""
+    _kernels.avg_pool2d_fwd(x, out, **geom)
+
+
+def avg_pool2d_backward(dy: np.ndarray, dx: np.ndarray, geom: dict) -> None:
+    """dx = dy spread evenly over each window (overwrites dx)."""
+    _kernels.avg_pool2d_bwd(dy, dx.shape, dx, **geom)

@@ -1,5 +1,5 @@
 # Line-for-line mirror of csrc/fastnn.h. No logic here.
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 cdef extern from "fastnn.h" nogil:
     ctypedef enum fnn_status:
@@ -110,3 +110,49 @@ cdef extern from "fastnn.h" nogil:
                                 const float *dh_last, const float *dc_last, float *dx,
                                 float *dkernel, float *drecurrent_kernel, float *dbias,
                                 float *dh0, float *dc0, int n_threads) noexcept
+    # --- conv2d ---------------------------------------------------------------------------
+    ctypedef enum fnn_padding:
+        FNN_PADDING_VALID
+        FNN_PADDING_SAME
+        FNN_PADDING_CAUSAL
+
+    ctypedef struct fnn_conv2d_desc:
+        int64_t batch, h, w, c_in
+        int64_t c_out, kh, kw
+        int64_t stride_h, stride_w, dil_h, dil_w
+        int64_t pad_top, pad_left
+        int64_t out_h, out_w
+
+    fnn_status fnn_conv2d_desc_init(fnn_conv2d_desc *d, int64_t batch, int64_t h, int64_t w,
+                                    int64_t c_in, int64_t c_out, int64_t kh, int64_t kw,
+                                    int64_t stride_h, int64_t stride_w, int64_t dil_h,
+                                    int64_t dil_w, fnn_padding padding) noexcept
+    fnn_status fnn_conv2d_desc_check(const fnn_conv2d_desc *d) noexcept
+    fnn_status fnn_conv2d_fwd_f32(const fnn_conv2d_desc *d, const float *x, const float *w,
+                                  const float *bias, fnn_act act, float act_alpha, float *y,
+                                  int n_threads) noexcept
+    fnn_status fnn_conv2d_bwd_data_f32(const fnn_conv2d_desc *d, const float *dy,
+                                       const float *w, float *dx, int n_threads) noexcept
+    fnn_status fnn_conv2d_bwd_filter_f32(const fnn_conv2d_desc *d, const float *x,
+                                         const float *dy, float *dw, float *db,
+                                         int n_threads) noexcept
+
+    # --- pool2d ---------------------------------------------------------------------------
+    ctypedef struct fnn_pool2d_desc:
+        int64_t batch, h, w, c
+        int64_t pool_h, pool_w, stride_h, stride_w
+        int64_t pad_top, pad_left, out_h, out_w
+
+    fnn_status fnn_pool2d_desc_init(fnn_pool2d_desc *d, int64_t batch, int64_t h, int64_t w,
+                                    int64_t c, int64_t pool_h, int64_t pool_w,
+                                    int64_t stride_h, int64_t stride_w,
+                                    fnn_padding padding) noexcept
+    fnn_status fnn_pool2d_desc_check(const fnn_pool2d_desc *d) noexcept
+    fnn_status fnn_maxpool2d_fwd_f32(const fnn_pool2d_desc *d, const float *x, float *y,
+                                     int32_t *argmax, int n_threads) noexcept
+    fnn_status fnn_maxpool2d_bwd_f32(const fnn_pool2d_desc *d, const float *dy,
+                                     const int32_t *argmax, float *dx, int n_threads) noexcept
+    fnn_status fnn_avgpool2d_fwd_f32(const fnn_pool2d_desc *d, const float *x, float *y,
+                                     int n_threads) noexcept
+    fnn_status fnn_avgpool2d_bwd_f32(const fnn_pool2d_desc *d, const float *dy, float *dx,
+                                     int n_threads) noexcept

@@ -4,7 +4,7 @@
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t, intptr_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t, uint64_t
 
 from fastnn._kernels cimport *
 
@@ -155,3 +155,5 @@ def gemm_blocking():
 include "_k_gemm.pxi"
 include "_k_eltwise.pxi"
 include "_k_lstm.pxi"
+include "_k_conv.pxi"
+include "_k_pool.pxi"

@@ -1,227 +1,42 @@
-"""Functional forms of fastnn's kernels. Lenient at the edge: they take any layout of a
-float32 array (copying once only what the kernel cannot take) and refuse other dtypes."""
+"""Functional forms of fastnn's kernels, for tests, benchmarks and users who want the ops
+without layers. Lenient at the edge: they take any layout of a float32 array (copying once only
+what the kernel cannot take) and refuse other dtypes with a TypeError.
 
-from __future__ import annotations
+Images are NHWC (batch, height, width, channels) and convolution kernels HWIO, as in Keras;
+LSTM weights use Keras's layout and gate order (i, f, c, o).
+"""
 
-from typing import NamedTuple
-
-import numpy as np
-
-from fastnn import _kernels
 from fastnn._kernels import matmul
+from fastnn._ops_conv import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    conv2d,
+    conv2d_backward_filter,
+    conv2d_backward_input,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    global_max_pool2d,
+    global_max_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
+from fastnn._ops_lstm import LSTMCache, LSTMGrads, lstm_backward, lstm_forward
 
-__all__ = ["LSTMCache", "LSTMGrads", "lstm_backward", "lstm_forward", "matmul"]
-
-_LSTM_ACTS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
-
-
-def _f32(a, op: str, name: str, optional: bool = False):
-    """a as a C-contiguous float32 ndarray (one copy if its layout needs it); None passes if
-    optional. Any other dtype is a TypeError: nothing is cast silently."""
-    if a is None and optional:
-        return None
-    arr = np.asarray(a)
-    if arr.dtype != np.float32:
-        raise TypeError(
-            f"{op}: {name} must be float32, received {arr.dtype} (convert it with "
-            f".astype(np.float32) if that is what you want)"
-        )
-    return np.ascontiguousarray(arr)
-
-
-def _act_code(name, op: str, arg: str) -> int:
-    key = "linear" if name is None else name
-    if key not in _LSTM_ACTS:
-        raise ValueError(f"{op}: {arg} must be one of {sorted(_LSTM_ACTS)}, received {name!r}")
-    return _LSTM_ACTS[key]
-
-
-class LSTMCache:
-    """What lstm_backward needs from a training forward. Single use: the backward kernel
-    overwrites the saved gates with their gradient, so a cache serves one backward pass."""
-
-    __slots__ = (
-        "activation",
-        "c0",
-        "c_seq",
-        "consumed",
-        "gates",
-        "go_backwards",
-        "h0",
-        "h_mask",
-        "has_bias",
-        "kernel",
-        "recurrent_activation",
-        "recurrent_kernel",
-        "return_sequences",
-        "x",
-        "y",
-    )
-
-    def __init__(self, **fields):
-        for key, value in fields.items():
-            setattr(self, key, value)
-        self.consumed = False
-
-
-class LSTMGrads(NamedTuple):
-    """Gradients of an LSTM's inputs; dx, dbias, dh0, dc0 are None when not computed."""
-
-    dx: np.ndarray | None
-    dkernel: np.ndarray
-    drecurrent_kernel: np.ndarray
-    dbias: np.ndarray | None
-    dh0: np.ndarray | None
-    dc0: np.ndarray | None
-
-
-def lstm_forward(
-    x,
-    kernel,
-    recurrent_kernel,
-    bias=None,
-    h0=None,
-    c0=None,
-    *,
-    training: bool = False,
-    return_sequences: bool = True,
-    go_backwards: bool = False,
-    activation: str = "tanh",
-    recurrent_activation: str = "sigmoid",
-    recurrent_mask=None,
-):
-    """Runs an LSTM over whole sequences (Keras layout, gates ordered i, f, g, o).
-
-    Args:
-        x: (batch, time, features) float32.
-        kernel: (features, 4*units); recurrent_kernel: (units, 4*units); bias: (4*units,) or
-            None.
-        h0, c0: (batch, units) initial states, or None for zeros.
-        training: keep what lstm_backward needs (returned as the cache).
-        return_sequences: outputs is every step's h (batch, time, units), else h_last.
-        go_backwards: process time steps in reverse; outputs stay in processing order.
-        activation, recurrent_activation: 'tanh', 'sigmoid', 'relu' or 'linear'.
-        recurrent_mask: (batch, units) or None; multiplies h_{t-1} where it enters the
-            recurrent kernel (Keras's recurrent dropout mask, 1/(1-rate) scale included).
-
-    Returns:
-        (outputs, h_last, c_last, cache); cache is an LSTMCache when training, else None.
-
-    Raises:
-        TypeError: an array is not float32. ValueError: shapes disagree or an activation is
-        not supported.
-    """
-    op = "lstm_forward"
-    act = _act_code(activation, op, "activation")
-    ract = _act_code(recurrent_activation, op, "recurrent_activation")
-    x, kernel = _f32(x, op, "x"), _f32(kernel, op, "kernel")
-    recurrent_kernel = _f32(recurrent_kernel, op, "recurrent_kernel")
-    bias, h0, c0, h_mask = (
-        _f32(a, op, n, optional=True)
-        for a, n in ((bias, "bias"), (h0, "h0"), (c0, "c0"), (recurrent_mask, "recurrent_mask"))
-    )
-    y, h_last, c_last, gates, c_seq = _kernels.lstm_fwd(
-        x,
-        kernel,
-        recurrent_kernel,
-        bias,
-        h0,
-        c0,
-        h_mask=h_mask,
-        activation=act,
-        recurrent_activation=ract,
-        go_backwards=go_backwards,
-        training=training,
-        return_sequences=return_sequences,
-    )
-    cache = None
-    if training:
-        cache = LSTMCache(
-            x=x,
-            kernel=kernel,
-            recurrent_kernel=recurrent_kernel,
-            has_bias=bias is not None,
-            h0=h0,
-            c0=c0,
-            h_mask=h_mask,
-            y=y,
-            c_seq=c_seq,
-            gates=gates,
-            activation=act,
-            recurrent_activation=ract,
-            go_backwards=go_backwards,
-            return_sequences=return_sequences,
-        )
-    outputs = y if return_sequences else h_last
-    return outputs, h_last, c_last, cache
-
-
-def lstm_backward(
-    cache: LSTMCache, d_outputs=None, dh_last=None, dc_last=None, *, need_dx: bool = True
-) -> LSTMGrads:
-    """Backward through time of lstm_forward(training=True).
-
-    Args:
-        cache: the LSTMCache of that forward (consumed: it serves one backward).
-        d_outputs: gradient of outputs, (batch, time, units) or (batch, units) as the forward
-            returned them, or None (zero).
-        dh_last, dc_last: gradients of the returned final states, or None (zero).
-        need_dx: compute dx (skip it for a first layer).
-
-    Returns:
-        LSTMGrads(dx, dkernel, drecurrent_kernel, dbias, dh0, dc0); dbias is None without a
-        bias, dh0 / dc0 are None where the forward had no h0 / c0.
-
-    Raises:
-        TypeError: a gradient is not float32. ValueError: a shape is wrong or the cache was
-        already used.
-    """
-    op = "lstm_backward"
-    if not isinstance(cache, LSTMCache):
-        raise TypeError(
-            f"{op}: cache must be the LSTMCache of lstm_forward(training=True), "
-            f"received {type(cache).__name__}"
-        )
-    if cache.consumed:
-        raise ValueError(
-            f"{op}: this cache was already used by a backward pass (the kernel "
-            "overwrites the saved gates); run lstm_forward(training=True) again"
-        )
-    d_outputs = _f32(d_outputs, op, "d_outputs", optional=True)
-    dh_last = _f32(dh_last, op, "dh_last", optional=True)
-    dc_last = _f32(dc_last, op, "dc_last", optional=True)
-    dy = None
-    if d_outputs is not None:
-        if cache.return_sequences:
-            dy = d_outputs
-        else:
-            state_shape = (cache.y.shape[0], cache.y.shape[2])
-            if d_outputs.shape != state_shape:
-                raise ValueError(
-                    f"{op}: d_outputs must have shape {state_shape} "
-                    f"(batch, units), received {d_outputs.shape}"
-                )
-            dh_last = d_outputs if dh_last is None else d_outputs + dh_last
-    grads = _kernels.lstm_bwd(
-        cache.x,
-        cache.kernel,
-        cache.recurrent_kernel,
-        cache.h0,
-        cache.c0,
-        cache.y,
-        cache.c_seq,
-        cache.gates,
-        dy,
-        dh_last,
-        dc_last,
-        h_mask=cache.h_mask,
-        activation=cache.activation,
-        recurrent_activation=cache.recurrent_activation,
-        go_backwards=cache.go_backwards,
-        need_dx=need_dx,
-        need_dbias=cache.has_bias,
-        need_dh0=cache.h0 is not None,
-        need_dc0=cache.c0 is not None,
-    )
-    cache.consumed = True
-    return LSTMGrads(*grads)
+__all__ = [
+    "LSTMCache",
+    "LSTMGrads",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "conv2d",
+    "conv2d_backward_filter",
+    "conv2d_backward_input",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d",
+    "global_max_pool2d_backward",
+    "lstm_backward",
+    "lstm_forward",
+    "matmul",
+    "max_pool2d",
+    "max_pool2d_backward",
+]

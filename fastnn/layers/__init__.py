@@ -2,6 +2,20 @@
 (e.g. `convolutional.py`, `recurrent.py`) and derive from `fastnn.layers.Layer`."""
 
 from fastnn.layers.base import Layer
+from fastnn.layers.convolutional import (
+    AveragePooling2D,
+    AvgPool2D,
+    Conv1D,
+    Conv2D,
+    GlobalAveragePooling2D,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
+    GlobalMaxPooling2D,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
 from fastnn.layers.core import (
     Activation,
     Dense,
@@ -18,13 +32,25 @@ from fastnn.layers.recurrent import LSTM
 __all__ = [
     "LSTM",
     "Activation",
+    "AveragePooling2D",
+    "AvgPool2D",
+    "Conv1D",
+    "Conv2D",
     "Dense",
     "Dropout",
     "Embedding",
     "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPooling2D",
     "Input",
     "InputLayer",
     "Layer",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
     "ReLU",
     "Softmax",
 ]
