@@ -210,7 +210,7 @@ def header_info(threads: list[int], peaks: dict | None) -> dict:
         "numpy": np.__version__,
         "blas": blas_description(),
         "torch": torch.__version__ if torch else None,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "omp_wait_policy": _config.WAIT_POLICY,
         "python": platform.python_version(),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "fma_peak_gflops_per_core": peaks,
