@@ -113,30 +113,34 @@ static void layout_row(const conv_job *j, const float *row, int64_t rho_w, float
 static void layout_im2col(const conv_job *j, const float *src, int64_t a0, int64_t a1,
                           float *buf) {
     const int64_t cs = j->cs, kc = j->kc, out_w = j->out_w;
-    for (int64_t a = a0; a < a1; a++)
-        for (int64_t t = 0; t < j->ntaps; t++) {
+    for (int64_t t = 0; t < j->ntaps; t++) {
+        /* output columns b whose source column b*ss_w + off lies in [0, src_w) */
+        const int64_t off = j->off_w[t];
+        const int64_t b_lo = FNN_MIN(out_w, FNN_MAX(0, -conv_floor_div(off, j->ss_w)));
+        const int64_t b_hi =
+            FNN_MAX(b_lo, FNN_MIN(out_w, -conv_floor_div(off - j->src_w, j->ss_w)));
+        for (int64_t a = a0; a < a1; a++) {
             float *dst = buf + (a - a0) * out_w * kc + t * cs;
-            const int64_t y = a * j->ss_h + j->off_h[t], off = j->off_w[t];
-            /* columns b whose source column b*ss_w + off lies in [0, src_w) */
-            int64_t b_lo = 0, b_hi = 0;
-            if (y >= 0 && y < j->src_h) {
-                b_lo = FNN_MIN(out_w, FNN_MAX(0, -conv_floor_div(off, j->ss_w)));
-                b_hi = FNN_MAX(b_lo, FNN_MIN(out_w, -conv_floor_div(off - j->src_w, j->ss_w)));
-            }
-            for (int64_t b = 0; b < b_lo; b++)
+            const int64_t y = a * j->ss_h + j->off_h[t];
+            const int inside = y >= 0 && y < j->src_h;
+            const int64_t lo = inside ? b_lo : out_w, hi = inside ? b_hi : out_w;
+            for (int64_t b = 0; b < lo; b++)
                 for (int64_t c = 0; c < cs; c++) dst[b * kc + c] = 0.0f;
-            if (cs == 1) { /* one channel: a strided copy (the c_in = 1 first layer) */
+            if (lo == hi) {
+                /* the whole row is padding */
+            } else if (cs == 1) { /* one channel: a strided copy (the c_in = 1 first layer) */
                 const float *s = src + y * j->src_w + off;
-                for (int64_t b = b_lo; b < b_hi; b++) dst[b * kc] = s[b * j->ss_w];
+                for (int64_t b = lo; b < hi; b++) dst[b * kc] = s[b * j->ss_w];
             } else {
-                for (int64_t b = b_lo; b < b_hi; b++) {
+                for (int64_t b = lo; b < hi; b++) {
                     const float *s = src + (y * j->src_w + b * j->ss_w + off) * cs;
                     for (int64_t c = 0; c < cs; c++) dst[b * kc + c] = s[c];
                 }
             }
-            for (int64_t b = b_hi; b < out_w; b++)
+            for (int64_t b = hi; b < out_w; b++)
                 for (int64_t c = 0; c < cs; c++) dst[b * kc + c] = 0.0f;
         }
+    }
     float *end = buf + (a1 - a0) * out_w * kc;
     memset(end, 0, (size_t)(buf + j->buf_floats - end) * sizeof(float));
 }

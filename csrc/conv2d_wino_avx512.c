@@ -82,17 +82,25 @@ FNN_TARGET_AVX512 static void grad_avx512(const float *const *pix, int64_t c, fl
 
 FNN_TARGET_AVX512 static void colsum_avx512(int64_t rows, int64_t cols, const float *x,
                                             int64_t ldx, float *acc) {
-    for (int64_t c0 = 0; c0 < cols; c0 += 64) { /* 4 vectors of sums stay in registers */
-        __mmask16 k[4];
-        __m512 s[4];
-        for (int q = 0; q < 4; q++) {
-            k[q] = c0 + 16 * q < cols ? lane_mask(cols - c0 - 16 * q) : 0;
-            s[q] = _mm512_maskz_loadu_ps(k[q], acc + c0 + 16 * q);
+    for (int64_t c0 = 0; c0 < cols; c0 += 32) {
+        /* even and odd rows in separate sums (two add chains per vector), added at the end */
+        const __mmask16 k0 = lane_mask(cols - c0), k1 = c0 + 16 < cols ? lane_mask(cols - c0 - 16) : 0;
+        __m512 e0 = _mm512_maskz_loadu_ps(k0, acc + c0), e1 = _mm512_maskz_loadu_ps(k1, acc + c0 + 16);
+        __m512 o0 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps();
+        int64_t r = 0;
+        for (; r + 1 < rows; r += 2) {
+            const float *p = x + r * ldx + c0;
+            e0 = _mm512_add_ps(e0, _mm512_maskz_loadu_ps(k0, p));
+            e1 = _mm512_add_ps(e1, _mm512_maskz_loadu_ps(k1, p + 16));
+            o0 = _mm512_add_ps(o0, _mm512_maskz_loadu_ps(k0, p + ldx));
+            o1 = _mm512_add_ps(o1, _mm512_maskz_loadu_ps(k1, p + ldx + 16));
         }
-        for (int64_t r = 0; r < rows; r++)
-            for (int q = 0; q < 4; q++)
-                s[q] = _mm512_add_ps(s[q], _mm512_maskz_loadu_ps(k[q], x + r * ldx + c0 + 16 * q));
-        for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(acc + c0 + 16 * q, k[q], s[q]);
+        if (r < rows) {
+            e0 = _mm512_add_ps(e0, _mm512_maskz_loadu_ps(k0, x + r * ldx + c0));
+            e1 = _mm512_add_ps(e1, _mm512_maskz_loadu_ps(k1, x + r * ldx + c0 + 16));
+        }
+        _mm512_mask_storeu_ps(acc + c0, k0, _mm512_add_ps(e0, o0));
+        _mm512_mask_storeu_ps(acc + c0 + 16, k1, _mm512_add_ps(e1, o1));
     }
 }
 

@@ -3,7 +3,7 @@
  * Each 2x2 output tile of each channel pair costs 16 multiplies instead of 36: the 4x4 input
  * patch and the 3x3 filter are transformed (V = B^T d B, U = G g G^T), the 16 positions xi of
  * the transformed domain are 16 independent GEMMs over channels, M[xi] = V[xi] @ U[xi], and
- * the output tile is A^T M A (transforms: conv2d_wino_tf.c).
+ * the output tile is A^T M A (transforms: conv2d_wino_<isa>.c).
  *   forward: tiles of y from x and w;
  *   backward to the input: the same forward over dy with the flipped, transposed filter;
  *   backward to the weights: dU[xi] = sum over tiles of V[xi]^T dM[xi], dM = A g A^T of

@@ -303,13 +303,14 @@ typedef void (*fnn_conv_wgrad_ukr_fn)(int64_t nseg, int64_t len, const float *a,
                                       int accumulate, float *c, int64_t ldc, int64_t m_valid,
                                       int64_t n_valid);
 
-/* Winograd F(2x2, 3x3) transforms (conv2d_wino_tf.c), vectorized along c channels; every
+/* Winograd F(2x2, 3x3) transforms (conv2d_wino_<isa>.c), vectorized along c channels; every
  * pixel pointer is valid (the caller points missing input pixels at zeros and missing outputs
  * at a scratch row).
  *   in:   v[xi*ld + ch] = (B^T d B)[xi], d the 4x4 input patch of pixels pix[0..15];
  *   out:  pix[0..3] (the 2x2 output tile) = A^T m A + bias, m[xi*ld + ch];
  *   grad: dm[xi*ld + ch] = (A g A^T)[xi], g the 2x2 output-gradient tile pix[0..3];
- *   colsum: acc[j] += x[r*ldx + j] for r < rows, j < cols, rows in order. */
+ *   colsum: acc[j] += sum_{r < rows} x[r*ldx + j], j < cols, in an order fixed by rows
+ *     (the ISAs may differ: AVX-512 sums even and odd rows apart). */
 typedef void (*fnn_wino_in_fn)(const float *const *pix, int64_t c, float *v, int64_t ld);
 typedef void (*fnn_wino_out_fn)(const float *m, int64_t ld, int64_t c, const float *bias,
                                 float *const *pix);
@@ -330,7 +331,7 @@ typedef struct {
     fnn_colsum_fn colsum;
 } fnn_conv_cfg;
 
-/* The Winograd transforms and colsum of each ISA (conv2d_wino_tf.c), for dispatch.c. */
+/* The Winograd transforms and colsum of each ISA (conv2d_wino_<isa>.c), for dispatch.c. */
 typedef struct {
     fnn_wino_in_fn in;
     fnn_wino_out_fn out;

@@ -309,3 +309,20 @@ def test_digits_cnn_example_reaches_target(capsys):
     accuracy = digits_cnn.main(["--verbose", "0"])
     assert accuracy >= 0.97
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_cnn_save_and_load(tmp_path, rng):
+    model = keras.Sequential(
+        [
+            keras.Input((9, 8, 2)),
+            layers.Conv2D(4, 3, padding="same", activation="relu"),
+            layers.MaxPool2D(),
+            layers.Conv2D(3, 2, strides=2),
+            layers.GlobalAveragePooling2D(),
+        ]
+    )
+    x = rng.standard_normal((3, 9, 8, 2)).astype(np.float32)
+    path = tmp_path / "cnn.fastnn"
+    model.save(path)
+    clone = keras.models.load_model(path)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))

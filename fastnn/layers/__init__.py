@@ -2,20 +2,7 @@
 (e.g. `convolutional.py`, `recurrent.py`) and derive from `fastnn.layers.Layer`."""
 
 from fastnn.layers.base import Layer
-from fastnn.layers.convolutional import (
-    AveragePooling2D,
-    AvgPool2D,
-    Conv1D,
-    Conv2D,
-    GlobalAveragePooling2D,
-    GlobalAvgPool2D,
-    GlobalMaxPool2D,
-    GlobalMaxPooling2D,
-    MaxPool1D,
-    MaxPool2D,
-    MaxPooling1D,
-    MaxPooling2D,
-)
+from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.core import (
     Activation,
     Dense,
@@ -27,6 +14,18 @@ from fastnn.layers.core import (
     Softmax,
 )
 from fastnn.layers.embedding import Embedding
+from fastnn.layers.pooling import (
+    AveragePooling2D,
+    AvgPool2D,
+    GlobalAveragePooling2D,
+    GlobalAvgPool2D,
+    GlobalMaxPool2D,
+    GlobalMaxPooling2D,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
 from fastnn.layers.recurrent import LSTM
 
 __all__ = [
