@@ -148,7 +148,7 @@ class Trainer:
         if arr.ndim < 2:
             raise ValueError(f"{where}: x must have a batch dimension and features, "
                              f"received x of shape {arr.shape}")
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        return _checks.c_array(arr, np.float32)
 
     def _prepare_x(self, x, where: str) -> np.ndarray:
         x = self._as_x(x, where)
