@@ -57,6 +57,8 @@ class Loss:
                              f"received shape {y_pred.shape}")
         y_pred = _checks.c_array(y_pred)
         labels = self.prepare_labels(y_true, y_pred.shape)
+        if y_pred.size == 0:  # Keras divides with divide_no_nan: the mean over nothing is 0
+            return 0.0, np.zeros_like(y_pred)
         grad = np.empty_like(y_pred)
         return self.compute(y_pred, labels, grad), grad
 
@@ -248,6 +250,8 @@ def binary_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray
 def _per_sample(loss: Loss, y_true, y_pred) -> np.ndarray:
     y_pred = _checks.c_array(y_pred, np.float32)
     labels = loss.prepare_labels(y_true, y_pred.shape)
+    if y_pred.size == 0:  # no samples, or samples without values: mean losses of 0 (Keras)
+        return np.zeros(y_pred.shape[:1], np.float32)
     return np.asarray([loss.compute(y_pred[i:i + 1], labels[i:i + 1],
                                     np.empty_like(y_pred[i:i + 1]))
                        for i in range(y_pred.shape[0])], dtype=np.float32)
