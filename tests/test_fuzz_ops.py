@@ -1,0 +1,254 @@
+"""Fuzzing of the kernel ops: every example gives the float64 reference result or a clean
+TypeError / ValueError naming the argument (see tests/_fuzz.py).
+
+The registry OPS lists each op under test with the function that draws its examples; adding
+an op means adding one draw function and one entry. Each entry runs _fuzz.EXAMPLES examples
+(1000 in CI, FASTNN_FUZZ_EXAMPLES=N for a longer run), on a drawn ISA, thread count and GEMM
+path.
+"""
+
+import _fuzz
+import numpy as np
+import pytest
+from _fuzz import F32, Case, FuzzOp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastnn import _kernels, ops
+
+
+def _is_f32_array(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype == np.float32
+
+
+def _operand(data, shape, label, layouts=_fuzz.LAYOUTS):
+    """An operand: a float32 array in a random layout, or sometimes (about 1 in 10) a wrong
+    dtype, a wrong rank or not an array at all."""
+    if _fuzz.rare(data, 100, f"{label} not an array"):
+        return data.draw(st.sampled_from((None, 1.5, [[1.0, 2.0]], "x")), label=label)
+    if _fuzz.rare(data, 100, f"{label} wrong rank"):
+        rank = data.draw(st.sampled_from((0, 1, 3)), label=f"{label} rank")
+        shape = (shape + (2, 3))[:rank]
+    dtype = _fuzz.maybe_wrong_dtype(data, label, 16)
+    return _fuzz.array(data, shape, dtype, specials=True, layouts=layouts, label=label)
+
+
+def _check_operand(case, x, name):
+    """Records the errors an operand's own defects allow. Returns False if it is unusable."""
+    if not _is_f32_array(x):
+        case.expect(TypeError, name)
+        if isinstance(x, np.ndarray) and x.ndim != 2:
+            case.expect(ValueError, name)
+        return False
+    if x.ndim != 2:
+        case.expect(ValueError, name)
+        return False
+    return True
+
+
+def _out_array(data, shape, inputs, prefill=np.nan):
+    """None, a good out array, or (1 in 10) a defective one: wrong dtype, shape, layout,
+    read-only, unaligned, or overlapping an input."""
+    if data.draw(st.booleans(), label="no out"):
+        return None
+    if not _fuzz.rare(data, 10, "bad out"):
+        out = np.empty(shape, F32)
+        out.fill(prefill)
+        return out
+    defect = data.draw(st.sampled_from(("dtype", "shape", "F", "readonly", "unaligned",
+                                        "overlap", "sliced")), label="out defect")
+    if defect == "dtype":
+        return np.zeros(shape, data.draw(st.sampled_from(_fuzz.WRONG_DTYPES)))
+    if defect == "shape":
+        return np.zeros((shape[0] + 1, shape[1]), F32)
+    if defect == "F":
+        return np.zeros(shape, F32, order="F")
+    if defect == "readonly":
+        out = np.zeros(shape, F32)
+        out.flags.writeable = False
+        return out
+    if defect == "unaligned":
+        return _fuzz.lay_out(data, np.full(shape, prefill, F32), "unaligned")
+    if defect == "sliced":
+        return _fuzz.lay_out(data, np.full(shape, prefill, F32), "sliced")
+    # overlap: a view of an input's own buffer, when it is a big enough writeable array
+    for x in inputs:
+        if _is_f32_array(x) and x.flags.writeable and x.base is None and \
+                x.flags.c_contiguous and x.size >= shape[0] * shape[1] > 0:
+            return x.reshape(-1)[:shape[0] * shape[1]].reshape(shape)
+    return None
+
+
+def _check_out(case, out, shape, inputs, name="out"):
+    """Records the errors a defective out allows; True if out is usable."""
+    if out is None:
+        return True
+    if not _is_f32_array(out):
+        case.expect(TypeError, name)
+        return False
+    ok = True
+    if out.shape != shape:
+        case.expect(ValueError, name)
+        ok = False
+    if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
+        case.expect(ValueError, name)
+        ok = False
+    if any(_is_f32_array(x) and np.may_share_memory(out, x) for x in inputs if x is not None):
+        case.expect(ValueError, name)
+        ok = False
+    return ok
+
+
+# --- matmul (lenient public op) ----------------------------------------------------------------
+
+def draw_matmul(data) -> Case:
+    m, k, n = (data.draw(_fuzz.dims(), label=d) for d in "mkn")
+    k_b = k + 1 if _fuzz.rare(data, 50, "mismatch") else k
+    a = _operand(data, (m, k), "a")
+    b = _operand(data, (k_b, n), "b")
+    out = _out_array(data, (m, n), (a, b))
+    case = Case(call=lambda: ops.matmul(a, b, out=out), check=None, op="matmul")
+    usable = _check_operand(case, a, "a") & _check_operand(case, b, "b")
+    if usable and a.shape[1] != b.shape[0]:
+        case.expect(ValueError, "a")
+        case.expect(ValueError, "b")
+        usable = False
+    if usable and out is not None and not _check_out(case, out, (m, n), (a, b)):
+        usable = False
+    elif not usable and out is not None and not _is_f32_array(out):
+        case.expect(TypeError, "out")
+    if not usable:
+        case.check = lambda result: None
+        return case
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    a_before, b_before = a.copy(), b.copy()
+
+    def check(result):
+        _fuzz.assert_close(result, _fuzz.matmul64(a64, b64), _fuzz.gemm_bound(a64, b64, k),
+                           "matmul")
+        assert out is None or result is out, "matmul: the result is not the given out"
+        np.testing.assert_array_equal(a, a_before)  # inputs untouched
+        np.testing.assert_array_equal(b, b_before)
+
+    case.check = check
+    return case
+
+
+# --- gemm (strict internal kernel, fused epilogue) ----------------------------------------------
+
+GEMM_ACTS = ("linear", "relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu")
+# The strict gemm takes C-ordered operands and row slices; the other layouts must be refused.
+GEMM_LAYOUTS = ("C",) * 6 + ("sliced",) * 2 + _fuzz.LAYOUTS
+
+
+def _rows_contiguous(x) -> bool:
+    rows, cols = x.shape
+    if cols > 1 and x.strides[1] != 4:
+        return False
+    return rows <= 1 or (x.strides[0] >= 4 * cols and x.strides[0] % 4 == 0)
+
+
+def _act_bound(act, act_alpha, z64, bound):
+    """The bound of act(z) given |z error| <= bound: a slope of at most ~1.13 (gelu) or
+    act_alpha, plus the activation's own rounding (libm or vector approximations)."""
+    slope = max(1.13, abs(act_alpha)) if act != "linear" else 1.0
+    y = _fuzz.act64(act, z64, act_alpha)
+    return slope * bound + 64 * _fuzz.EPS32 * np.abs(np.nan_to_num(y)) + 1e-30
+
+
+def draw_gemm(data) -> Case:
+    m, k, n = (data.draw(_fuzz.dims(), label=d) for d in "mkn")
+    ta, tb = data.draw(st.booleans(), label="trans_a"), data.draw(st.booleans(), label="trans_b")
+    alpha = data.draw(st.sampled_from((1.0, -1.0, 0.5, 0.0, 2.5)), label="alpha")
+    act = data.draw(st.sampled_from(GEMM_ACTS), label="act")
+    act_alpha = data.draw(st.sampled_from((0.0, 0.2, 1.0)), label="act_alpha")
+    a_shape = (k, m) if ta else (m, k)
+    b_shape = (n, k) if tb else (k, n)
+    if _fuzz.rare(data, 50, "mismatch"):
+        b_shape = (b_shape[0] + 1, b_shape[1]) if not tb else (b_shape[0], b_shape[1] + 1)
+    a = _operand(data, a_shape, "a", GEMM_LAYOUTS)
+    b = _operand(data, b_shape, "b", GEMM_LAYOUTS)
+    bias = None
+    if data.draw(st.booleans(), label="with bias"):
+        bias_n = n + 1 if _fuzz.rare(data, 50, "bias mismatch") else n
+        bias = _fuzz.array(data, (bias_n,), _fuzz.maybe_wrong_dtype(data, "bias", 50),
+                           layouts=("C",) * 8 + ("sliced", "reversed", "unaligned"),
+                           label="bias")
+    # beta != 0 needs an out array (1 in 20 examples checks that it says so)
+    out = _out_array(data, (m, n), (a, b, bias), np.nan)
+    beta = 0.0
+    if (out is not None and data.draw(st.booleans(), label="with beta")) or \
+            _fuzz.rare(data, 20, "beta without out"):
+        beta = data.draw(st.sampled_from((1.0, 0.5, -2.0)), label="beta")
+    if out is not None and beta != 0.0 and out.shape == (m, n) and out.dtype == F32 and \
+            out.flags.writeable:
+        out[...] = _fuzz.values(data, out.shape)
+    out0 = None if out is None else out.copy()
+    act_index = _kernels.ACTIVATIONS.index(act)
+
+    def call():
+        return _kernels.gemm(a, b, out, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta,
+                             bias=bias, act=act_index, act_alpha=act_alpha)
+
+    case = Case(call=call, check=lambda result: None, op="gemm")
+    usable = _check_operand(case, a, "a") & _check_operand(case, b, "b")
+    for name, x in (("a", a), ("b", b)):
+        if _is_f32_array(x) and x.ndim == 2 and (not _rows_contiguous(x) or
+                                                  not x.flags.aligned):
+            case.expect(ValueError, name)
+            usable = False
+    inner_a = a.shape[0 if ta else 1] if usable else None
+    inner_b = b.shape[1 if tb else 0] if usable else None
+    if usable and inner_a != inner_b:
+        case.expect(ValueError, "a")
+        case.expect(ValueError, "b")
+        usable = False
+    if bias is not None:
+        if not _is_f32_array(bias):
+            case.expect(TypeError, "bias")
+            usable = False
+        elif not usable or bias.shape != (n,) or not bias.flags.c_contiguous or \
+                not bias.flags.aligned:
+            case.expect(ValueError, "bias")
+            usable = usable and bias.shape == (n,) and bias.flags.c_contiguous and \
+                bias.flags.aligned
+    if out is None and beta != 0.0:
+        case.expect(ValueError, "beta")
+        usable = False
+    if out is not None and not _check_out(case, out, (m, n), (a, b, bias)):
+        usable = False
+    if not usable:
+        return case
+    a64 = a.astype(np.float64).T if ta else a.astype(np.float64)
+    b64 = b.astype(np.float64).T if tb else b.astype(np.float64)
+    bias64 = np.zeros(n) if bias is None else bias.astype(np.float64)
+    c0 = np.zeros((m, n)) if beta == 0.0 else out0.astype(np.float64)
+
+    def check(result):
+        with np.errstate(all="ignore"):
+            prod = np.zeros((m, n)) if alpha == 0.0 else alpha * _fuzz.matmul64(a64, b64)
+            z = prod + beta * c0 + bias64
+        bound = (abs(alpha) * _fuzz.gemm_bound(a64, b64, k) + 2 * _fuzz.EPS32 *
+                 (np.abs(np.nan_to_num(beta * c0)) + np.abs(bias64) + np.abs(np.nan_to_num(z))))
+        want = _fuzz.act64(act, z, act_alpha)
+        _fuzz.assert_close(result, want, _act_bound(act, act_alpha, z, bound), "gemm")
+        assert out is None or result is out
+
+    case.check = check
+    return case
+
+
+OPS = [
+    FuzzOp("matmul", draw_matmul),
+    FuzzOp("gemm", draw_gemm),
+]
+
+
+@pytest.mark.parametrize("op", OPS, ids=str)
+@_fuzz.FUZZ
+@given(data=st.data())
+def test_fuzz_op(op, data):
+    if not op.available():
+        pytest.skip(f"{op.name} is not in this build yet")
+    with _fuzz.kernel_config(data):
+        _fuzz.run_case(op.draw(data))
