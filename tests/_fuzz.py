@@ -288,8 +288,8 @@ def act64(name: str, z: np.ndarray, alpha: float = 0.0) -> np.ndarray:
             return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         if name == "tanh":
             return np.tanh(z)
-        if name == "gelu":
-            return 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0)))
+        if name == "gelu":  # its limit 0 at -inf, not -inf * 0 = NaN (as fastnn defines it)
+            return np.where(z == -np.inf, -0.0, 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0))))
         if name == "softmax":
             e = np.exp(z - z.max(axis=-1, keepdims=True, initial=-np.inf))
             return e / e.sum(axis=-1, keepdims=True)
