@@ -82,12 +82,13 @@ WRONG_DTYPES = (np.float64, np.float16, np.int32, np.int64, np.uint8, np.bool_, 
 SPECIALS = (np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3e-42, 1e15)
 
 
-def values(data, shape, dtype=np.float32, specials: bool = False) -> np.ndarray:
-    """A C-ordered array of `shape` and `dtype` with random values (standard normal for floats),
-    plus, when `specials`, up to three special values at random positions."""
+def values(data, shape, dtype=np.float32, specials=False, scale: float = 1.0) -> np.ndarray:
+    """A C-ordered array of `shape` and `dtype` with random values (standard normal times
+    `scale` for floats), plus, when `specials` (True: SPECIALS, or a tuple of values), up to
+    three special values at random positions."""
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     rng = np.random.default_rng(seed)
-    v = rng.standard_normal(shape)
+    v = rng.standard_normal(shape) * scale
     dtype = np.dtype(dtype)
     if dtype.kind == "b":
         return v > 0
@@ -97,7 +98,8 @@ def values(data, shape, dtype=np.float32, specials: bool = False) -> np.ndarray:
         count = data.draw(st.sampled_from((0, 0, 0, 1, 2, 3)), label="specials")
         for _ in range(count):
             pos = data.draw(st.integers(0, v.size - 1))
-            v.flat[pos] = data.draw(st.sampled_from(SPECIALS), label="special")
+            choices = SPECIALS if specials is True else specials
+            v.flat[pos] = data.draw(st.sampled_from(choices), label="special")
     with np.errstate(over="ignore"):
         return v.astype(dtype)
 
@@ -135,10 +137,10 @@ def lay_out(data, v: np.ndarray, layout: str) -> np.ndarray:
 
 
 def array(data, shape, dtype=np.float32, *, specials=False, layouts=LAYOUTS,
-          readonly=True, label="x") -> np.ndarray:
+          readonly=True, label="x", scale: float = 1.0) -> np.ndarray:
     """A random array of `shape`/`dtype` in a random layout, sometimes read-only."""
     layout = data.draw(st.sampled_from(layouts), label=f"{label} layout")
-    x = lay_out(data, values(data, shape, dtype, specials), layout)
+    x = lay_out(data, values(data, shape, dtype, specials, scale), layout)
     if readonly and x.flags.writeable and rare(data, 4, f"{label} readonly"):
         x.flags.writeable = False
     return x

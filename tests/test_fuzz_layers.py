@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import _fuzz
+import _reference_lstm as lstm_reference
 import numpy as np
 import pytest
 from _fuzz import F32, Case
@@ -45,7 +46,9 @@ class Ref:
 class LayerSpec:
     """One layer class under test.
 
-    make(data, in_shape) -> layer or None (None: this layer does not take in_shape);
+    make(data, in_shape, ctx) -> layer or None (None: this layer does not take in_shape);
+        ctx: {"train": the example trains (no internal randomness the reference cannot
+        see), "first": the layer is the model's first};
     forward(layer, weights64, x64, err_in, training) -> Ref;
     backward(layer, weights64, ref, grad, grad_is_logits) -> (dx64, [dweights64])
         (grad_is_logits: grad is dL/d(pre-activation), for a fused output activation).
@@ -78,7 +81,7 @@ def _act_forward(act, alpha, z, err_z):
 
 # --- Dense -----------------------------------------------------------------------------------
 
-def make_dense(data, in_shape):
+def make_dense(data, in_shape, ctx):
     units = data.draw(st.sampled_from(FEATURES), label="units")
     act = data.draw(st.sampled_from(ACTS), label="activation")
     return layers.Dense(units, activation=act,
@@ -109,7 +112,7 @@ def dense_backward(layer, weights, ref, grad, grad_is_logits):
 
 # --- Activation, ReLU, Softmax ---------------------------------------------------------------
 
-def make_activation(data, in_shape):
+def make_activation(data, in_shape, ctx):
     kind = data.draw(st.sampled_from(("Activation", "ReLU", "Softmax")), label="kind")
     if kind == "ReLU":
         return layers.ReLU(negative_slope=data.draw(st.sampled_from((0.0, 0.1)), label="slope"))
@@ -131,7 +134,7 @@ def activation_backward(layer, weights, ref, grad, grad_is_logits):
 
 # --- Dropout ---------------------------------------------------------------------------------
 
-def make_dropout(data, in_shape):
+def make_dropout(data, in_shape, ctx):
     rate = data.draw(st.sampled_from((0.0, 0.1, 0.5, 0.9)), label="rate")
     return layers.Dropout(rate, seed=data.draw(st.integers(0, 2**31), label="dropout seed"))
 
@@ -159,7 +162,7 @@ def dropout_backward(layer, weights, ref, grad, grad_is_logits):
 
 # --- Flatten ---------------------------------------------------------------------------------
 
-def make_flatten(data, in_shape):
+def make_flatten(data, in_shape, ctx):
     return layers.Flatten()
 
 
@@ -172,33 +175,103 @@ def flatten_backward(layer, weights, ref, grad, grad_is_logits):
     return grad.reshape(ref.cache["shape"]), []
 
 
+# --- LSTM ------------------------------------------------------------------------------------
+
+def make_lstm(data, in_shape, ctx):
+    if len(in_shape) != 2:
+        return None
+    acts = ("tanh", "sigmoid") if ctx["train"] else ("tanh", "sigmoid", "relu", "linear")
+    rate = 0.0 if ctx["train"] else data.draw(st.sampled_from((0.0, 0.3)), label="dropouts")
+    return layers.LSTM(
+        data.draw(st.sampled_from((1, 2, 3, 5, 8)), label="units"),
+        activation=data.draw(st.sampled_from(acts), label="activation"),
+        recurrent_activation=data.draw(st.sampled_from(("sigmoid", "tanh")), label="ract"),
+        use_bias=not _fuzz.rare(data, 4, "no bias"),
+        return_sequences=data.draw(st.booleans(), label="return_sequences"),
+        go_backwards=data.draw(st.booleans(), label="go_backwards"),
+        dropout=rate, recurrent_dropout=rate)
+
+
+def _lstm_weights(layer, weights):
+    return weights[0], weights[1], (weights[2] if layer.use_bias else None)
+
+
+def lstm_forward(layer, weights, x, err_x, training):
+    kernel, rkernel, bias = _lstm_weights(layer, weights)
+    with np.errstate(all="ignore"):
+        y, h, _, _ = lstm_reference.ref_lstm(x, kernel, rkernel, bias, None, None,
+                                             layer.activation, layer.recurrent_activation,
+                                             layer.go_backwards)
+    out = y if layer.return_sequences else h
+    time = x.shape[1]
+    err = (1e-4 * np.sqrt(time + 1.0) * (1.0 + np.abs(np.nan_to_num(out)))
+           + 4.0 * np.nan_to_num(err_x).max(initial=0.0) * (1.0 + np.abs(kernel).sum(axis=0).max(
+               initial=0.0)) * (time + 1))
+    return Ref(out, err, {"x": x})
+
+
+def lstm_backward(layer, weights, ref, grad, grad_is_logits):
+    kernel, rkernel, bias = _lstm_weights(layer, weights)
+    dy, dh_last = (grad, None) if layer.return_sequences else (None, grad)
+    dx, dk, drk, db, _, _ = lstm_reference.ref_lstm_grads(
+        ref.cache["x"], kernel, rkernel, bias, None, None, dy, dh_last, None,
+        layer.activation, layer.recurrent_activation, layer.go_backwards)
+    return dx, [dk, drk] + ([db] if layer.use_bias else [])
+
+
+# --- Embedding (first layer only: its inputs are token ids) -----------------------------------
+
+def make_embedding(data, in_shape, ctx):
+    if not ctx["first"] or len(in_shape) != 1:
+        return None
+    return layers.Embedding(data.draw(st.sampled_from((1, 3, 50)), label="input_dim"),
+                            data.draw(st.sampled_from(FEATURES), label="output_dim"))
+
+
+def embedding_forward(layer, weights, x, err_x, training):
+    ids = x.astype(np.intp)
+    y = weights[0][ids]
+    return Ref(y, np.zeros_like(y), {"ids": ids})
+
+
+def embedding_backward(layer, weights, ref, grad, grad_is_logits):
+    table_grad = np.zeros_like(weights[0])
+    np.add.at(table_grad, ref.cache["ids"].reshape(-1), grad.reshape(-1, weights[0].shape[1]))
+    return None, [table_grad]
+
+
 LAYERS = [
     LayerSpec("Dense", make_dense, dense_forward, dense_backward),
     LayerSpec("Activation", make_activation, activation_forward, activation_backward),
     LayerSpec("Dropout", make_dropout, dropout_forward, dropout_backward),
     LayerSpec("Flatten", make_flatten, flatten_forward, flatten_backward),
+    LayerSpec("LSTM", make_lstm, lstm_forward, lstm_backward, requires=("LSTM",)),
+    LayerSpec("Embedding", make_embedding, embedding_forward, embedding_backward,
+              requires=("Embedding",)),
 ]
-SPEC_OF = {"Dense": LAYERS[0], "Activation": LAYERS[1], "ReLU": LAYERS[1],
-           "Softmax": LAYERS[1], "Dropout": LAYERS[2], "Flatten": LAYERS[3]}
+SPEC_OF = {s.name: s for s in LAYERS}
+SPEC_OF.update({"ReLU": SPEC_OF["Activation"], "Softmax": SPEC_OF["Activation"]})
 
 
 # --- models ----------------------------------------------------------------------------------
 
-def draw_model(data):
-    """A Sequential of 1-3 layers from LAYERS on a 1-D or 2-D feature shape, and that shape."""
+def draw_model(data, train=False):
+    """(model, input shape, ids): a Sequential of 1-3 layers from LAYERS on a 1-D or 2-D
+    feature shape; ids is the vocabulary size when the first layer takes token ids, else 0."""
     in_shape = tuple(data.draw(st.lists(st.sampled_from(FEATURES), min_size=1, max_size=2),
                                label="input shape"))
     specs = [s for s in LAYERS if s.available()]
     stack, shape = [], (None,) + in_shape
     for _ in range(data.draw(st.integers(1, 3), label="depth")):
         spec = data.draw(st.sampled_from(specs), label="layer")
-        layer = spec.make(data, shape[1:])
+        layer = spec.make(data, shape[1:], {"train": train, "first": not stack})
         if layer is None:
             continue
         stack.append(layer)
         shape = tuple(layer.compute_output_shape(shape))
     assume(stack)
-    return fastnn.Sequential([fastnn.Input(in_shape)] + stack), in_shape
+    ids = stack[0].input_dim if isinstance(stack[0], getattr(layers, "Embedding", ())) else 0
+    return fastnn.Sequential([fastnn.Input(in_shape)] + stack), in_shape, ids
 
 
 def layer_weights(model, weights=None):
@@ -225,9 +298,30 @@ def reference_forward(stack, x64, training):
     return trace
 
 
-def draw_x(data, batch, in_shape, specials):
+def draw_ids(data, shape, vocabulary):
+    """Token ids in [0, vocabulary) as an integer or integral float array in any layout; or,
+    rarely, ids out of range or not integral (kind "bad ids")."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="ids seed"))
+    ids = rng.integers(0, vocabulary, shape)
+    kind = "ok"
+    if ids.size and _fuzz.rare(data, 20, "bad ids"):
+        kind = "bad ids"
+        ids = ids.astype(np.float64)
+        ids.flat[0] = data.draw(st.sampled_from((-1, vocabulary, 0.5, np.nan)), label="bad id")
+    dtypes = (np.int64, np.int32, np.float32, np.float64) + ((np.uint8,) if vocabulary < 256
+                                                             and kind == "ok" else ())
+    dtype = data.draw(st.sampled_from(dtypes), label="ids dtype")
+    if kind == "bad ids" and np.dtype(dtype).kind != "f":
+        dtype = np.float64
+    with np.errstate(invalid="ignore"):
+        ids = ids.astype(dtype)
+    return kind, _fuzz.lay_out(data, ids, data.draw(st.sampled_from(_fuzz.LAYOUTS),
+                                                    label="ids layout"))
+
+
+def draw_x(data, batch, in_shape, specials, ids=0):
     """The input batch: float32 mostly, other numeric dtypes sometimes (converted by fastnn),
-    in any layout; or, rarely, a non-numeric dtype or a wrong shape."""
+    in any layout; or, rarely, a non-numeric dtype or a wrong shape. With ids, token ids."""
     kind = "ok"
     if _fuzz.rare(data, 40, "x non-numeric"):
         kind = "non-numeric"
@@ -245,6 +339,8 @@ def draw_x(data, batch, in_shape, specials):
     if kind == "non-numeric":
         dtype = data.draw(st.sampled_from((np.complex64, np.str_, object)), label="x dtype")
         return kind, np.zeros(shape, dtype)
+    if ids and kind == "ok":
+        return draw_ids(data, shape, ids)
     if specials and dtype in (np.float32, np.float64):
         x = _fuzz.values(data, shape, dtype)
         if x.size and _fuzz.rare(data, 4, "x specials"):
@@ -260,9 +356,9 @@ def draw_x(data, batch, in_shape, specials):
 # --- predict ---------------------------------------------------------------------------------
 
 def draw_predict(data) -> Case:
-    model, in_shape = draw_model(data)
+    model, in_shape, ids = draw_model(data)
     batch = data.draw(st.sampled_from(BATCHES), label="batch")
-    kind, x = draw_x(data, batch, in_shape, specials=True)
+    kind, x = draw_x(data, batch, in_shape, specials=True, ids=ids)
     how = data.draw(st.sampled_from(("predict", "call", "predict_on_batch")), label="call")
     batch_size = data.draw(st.sampled_from((None, 1, 4, 32)), label="batch_size")
     op = {"predict": "predict", "call": "Sequential.__call__",
@@ -275,13 +371,16 @@ def draw_predict(data) -> Case:
             return model(x)
         return model.predict_on_batch(x)
 
-    case = Case(call=call, check=None, op=op)
+    case = Case(call=call, check=None, op=op, also=("Embedding layer",))
     if kind == "non-numeric":
         case.expect(TypeError, "x")
         return case
-    if kind == "wrong shape":
-        case.expect(ValueError, "x")
-        return case
+    if kind in ("wrong shape", "bad ids"):
+        case.expect(ValueError, "x" if kind == "wrong shape" else "ids")
+        if batch == 0 and kind == "bad ids":  # no rows: nothing to refuse
+            case.errors.clear()
+        else:
+            return case
     x64 = np.asarray(x, dtype=F32).astype(np.float64)
 
     def check(result):
@@ -341,12 +440,12 @@ def _loss_and_grad(loss, y, z, labels):
 
 
 def draw_train(data) -> Case:
-    model, in_shape = draw_model(data)
+    model, in_shape, ids = draw_model(data, train=True)
     lr = data.draw(st.sampled_from((0.01, 0.1, 0.5)), label="learning rate")
     loss = _loss_choice(data, model)
     model.compile(optimizer=fastnn.optimizers.SGD(learning_rate=lr), loss=loss)
     batch = data.draw(st.sampled_from(BATCHES), label="batch")
-    kind, x = draw_x(data, batch, in_shape, specials=False)
+    kind, x = draw_x(data, batch, in_shape, specials=False, ids=ids)
     labels = _labels(data, loss, (batch,) + model.output_shape[1:])
     y, label_defect = labels, None
     if _fuzz.rare(data, 30, "bad labels"):
@@ -364,14 +463,17 @@ def draw_train(data) -> Case:
     weights0 = model.get_weights()
 
     case = Case(call=lambda: model.train_on_batch(x, y), check=None, op="train_on_batch",
-                also=(loss,))  # the loss validates the labels
+                also=(loss, "Embedding layer"))  # the loss validates the labels
+    # every defect present may be the one reported (x is checked first, the ids last)
     if kind == "non-numeric":
         case.expect(TypeError, "x")
-    elif kind == "wrong shape" or batch == 0 or label_defect == "count":
+    if kind == "wrong shape" or batch == 0 or label_defect == "count":
         case.expect(ValueError, "x")
-    elif label_defect == "shape":
+    if kind == "bad ids":
+        case.expect(ValueError, "ids")
+    if label_defect == "shape":
         case.expect(ValueError, "labels")
-    elif label_defect == "dtype":
+    if label_defect == "dtype":
         case.expect(TypeError, "labels")
     if case.errors:
         case.check = lambda result: None
@@ -393,7 +495,8 @@ def draw_train(data) -> Case:
         new_weights = []
         for layer, weights, ref in reversed(trace):
             spec = SPEC_OF[type(layer).__name__]
-            grad, dweights = spec.backward(layer, weights, ref, grad, is_logits)
+            with np.errstate(all="ignore"):
+                grad, dweights = spec.backward(layer, weights, ref, grad, is_logits)
             is_logits = False
             new_weights = [w - np.float32(lr) * dw for w, dw in zip(weights, dweights)] + \
                 new_weights
@@ -413,7 +516,7 @@ def draw_train(data) -> Case:
 def draw_fit(data) -> Case:
     """fit(shuffle=False) equals train_on_batch over the same batches of a clone, bit for bit:
     the edge conversion, batching and buffer reuse of fit change nothing."""
-    model, in_shape = draw_model(data)
+    model, in_shape, ids = draw_model(data, train=True)
     loss = _loss_choice(data, model)
     optimizer = data.draw(st.sampled_from(("sgd", "adam", "rmsprop")), label="optimizer")
     clone = fastnn.Sequential.from_config(model.get_config())
@@ -421,7 +524,7 @@ def draw_fit(data) -> Case:
     model.compile(optimizer=optimizer, loss=loss)
     clone.compile(optimizer=optimizer, loss=loss)
     batch = data.draw(st.sampled_from(BATCHES), label="batch")
-    kind, x = draw_x(data, batch, in_shape, specials=False)
+    kind, x = draw_x(data, batch, in_shape, specials=False, ids=ids)
     labels = _labels(data, loss, (batch,) + model.output_shape[1:])
     y = labels if loss == "sparse_categorical_crossentropy" else \
         _fuzz.lay_out(data, labels, data.draw(st.sampled_from(_fuzz.LAYOUTS), label="y layout"))
@@ -431,12 +534,15 @@ def draw_fit(data) -> Case:
     def call():
         return model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0)
 
-    case = Case(call=call, check=None, op="fit")
+    case = Case(call=call, check=None, op="fit", also=("Embedding layer",))
     if kind == "non-numeric":
         case.expect(TypeError, "x")
         return case
     if kind == "wrong shape" or batch == 0:
         case.expect(ValueError, "x")
+        return case
+    if kind == "bad ids":
+        case.expect(ValueError, "ids")
         return case
     xc, yc = np.asarray(x, dtype=F32), np.array(y)
 

@@ -8,10 +8,11 @@ path.
 """
 
 import _fuzz
+import _reference_lstm as lstm_reference
 import numpy as np
 import pytest
 from _fuzz import F32, Case, FuzzOp
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from fastnn import _kernels, ops
@@ -238,9 +239,205 @@ def draw_gemm(data) -> Case:
     return case
 
 
+# --- LSTM (lenient public ops) -------------------------------------------------------------------
+
+LSTM_ACTS = ("tanh", "sigmoid", "relu", "linear")
+# NaN, signed zeros and denormals; no infinities (inf - inf inside a gate is not an IEEE
+# question but the formula's) and no huge values (a linear LSTM would overflow over time).
+LSTM_SPECIALS = (np.nan, 0.0, -0.0, 1e-40, -3e-42)
+
+
+def _lstm_arg(data, shape, label, optional=False, scale=1.0):
+    """An LSTM argument: float32 in any layout, or rarely a wrong dtype, shape or None."""
+    if optional and data.draw(st.booleans(), label=f"{label} given") is False:
+        return None
+    if _fuzz.rare(data, 60, f"{label} wrong shape"):
+        shape = tuple(d + 1 for d in shape) if shape else (1,)
+    dtype = _fuzz.maybe_wrong_dtype(data, label, 60)
+    return _fuzz.array(data, shape, dtype, specials=LSTM_SPECIALS if label == "x" else False,
+                       label=label, scale=scale)
+
+
+def _lstm_problem(data, need_acts=True):
+    batch = data.draw(st.sampled_from((1, 2, 3, 5, 0)), label="batch")
+    time = data.draw(st.sampled_from((1, 2, 3, 7, 0)), label="time")
+    features = data.draw(st.sampled_from((1, 3, 5, 17, 0)), label="features")
+    units = data.draw(st.sampled_from((1, 2, 3, 5, 8, 17, 0)), label="units")
+    act = data.draw(st.sampled_from(LSTM_ACTS), label="activation")
+    ract = data.draw(st.sampled_from(LSTM_ACTS), label="recurrent_activation")
+    if _fuzz.rare(data, 60, "bad activation"):
+        act = data.draw(st.sampled_from(("gelu", "softmax", "Tanh", 3)), label="bad act")
+    # unbounded activations over time: smaller weights keep the values in float32 range
+    scale = 0.5 if {act, ract} & {"relu", "linear"} else 1.0
+    args = {
+        "x": _lstm_arg(data, (batch, time, features), "x"),
+        "kernel": _lstm_arg(data, (features, 4 * units), "kernel", scale=scale),
+        "recurrent_kernel": _lstm_arg(data, (units, 4 * units), "recurrent_kernel",
+                                      scale=scale),
+        "bias": _lstm_arg(data, (4 * units,), "bias", optional=True),
+        "h0": _lstm_arg(data, (batch, units), "h0", optional=True),
+        "c0": _lstm_arg(data, (batch, units), "c0", optional=True),
+        "recurrent_mask": _lstm_arg(data, (batch, units), "recurrent_mask", optional=True),
+    }
+    flags = {"activation": act, "recurrent_activation": ract,
+             "go_backwards": data.draw(st.booleans(), label="go_backwards"),
+             "return_sequences": data.draw(st.booleans(), label="return_sequences")}
+    return args, flags
+
+
+def _lstm_errors(case, args, flags):
+    """Records the clean errors the arguments allow; True if they are all usable."""
+    ok = True
+    for name, a in args.items():
+        if a is None:
+            if name in ("x", "kernel", "recurrent_kernel"):
+                case.expect(TypeError, name)
+                ok = False
+            continue
+        if not _is_f32_array(a):
+            case.expect(TypeError, name)
+            ok = False
+    for name in ("activation", "recurrent_activation"):
+        if flags[name] not in LSTM_ACTS:
+            case.expect(ValueError, name)
+            ok = False
+    if not ok:
+        return False
+    x, rkernel = args["x"], args["recurrent_kernel"]
+    shapes_ok = x.ndim == 3 and rkernel.ndim == 2 and rkernel.shape[1] == 4 * rkernel.shape[0]
+    if shapes_ok:
+        units = rkernel.shape[0]
+        expected = {"kernel": (x.shape[2], 4 * units), "bias": (4 * units,),
+                    "h0": (x.shape[0], units), "c0": (x.shape[0], units),
+                    "recurrent_mask": (x.shape[0], units)}
+        for name, shape in expected.items():
+            if args[name] is not None and args[name].shape != shape:
+                case.expect(ValueError, name)
+                case.expect(ValueError, "h_mask")  # the strict wrapper's name for it
+                shapes_ok = False
+    if not shapes_ok:
+        for name in args:
+            case.expect(ValueError, name)
+        return False
+    return True
+
+
+def _lstm_bound(want, time):
+    return 1e-4 * np.sqrt(time + 1.0) * (1.0 + np.abs(np.nan_to_num(want)).max(initial=0.0))
+
+
+def draw_lstm_forward(data) -> Case:
+    args, flags = _lstm_problem(data)
+    training = data.draw(st.booleans(), label="training")
+
+    def call():
+        return ops.lstm_forward(**args, training=training, **flags)
+
+    case = Case(call=call, check=lambda result: None, op="lstm_forward", also=("lstm_fwd",))
+    if not _lstm_errors(case, args, flags):
+        return case
+    x = args["x"]
+    want_y, want_h, want_c, _ = lstm_reference.ref_lstm(
+        x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], args["c0"],
+        flags["activation"], flags["recurrent_activation"], flags["go_backwards"],
+        args["recurrent_mask"])
+    # linear/relu gates can grow without bound over time; float32 overflow is not the question
+    assume(np.abs(np.nan_to_num(np.concatenate([want_y.ravel(), want_c.ravel()]))).max(
+        initial=0.0) < 1e6)
+
+    def check(result):
+        outputs, h_last, c_last, cache = result
+        bound = _lstm_bound(want_y, x.shape[1])
+        want_out = want_y if flags["return_sequences"] else want_h
+        _fuzz.assert_close(outputs, want_out, bound, "lstm_forward outputs")
+        _fuzz.assert_close(h_last, want_h, bound, "lstm_forward h_last")
+        _fuzz.assert_close(c_last, want_c, _lstm_bound(want_c, x.shape[1]),
+                           "lstm_forward c_last")
+        assert (cache is not None) == training
+
+    case.check = check
+    return case
+
+
+def draw_lstm_backward(data) -> Case:
+    args, flags = _lstm_problem(data)
+    case = Case(call=None, check=lambda result: None, op="lstm_backward",
+                also=("lstm_bwd", "lstm_forward", "lstm_fwd"))
+    usable = _lstm_errors(case, args, flags)
+    if not usable:  # the forward refuses: covered by draw_lstm_forward
+        case.call = lambda: ops.lstm_forward(**args, training=True, **flags)
+        return case
+    # no NaN in backward examples: NaN * 0 in a saturated gate's derivative is not a contract
+    x = np.nan_to_num(np.asarray(args["x"]), nan=0.5)
+    args = {**args, "x": x}
+    _, _, _, cache = ops.lstm_forward(**args, training=True, **flags)
+    batch, time, units = x.shape[0], x.shape[1], args["recurrent_kernel"].shape[0]
+    out_shape = (batch, time, units) if flags["return_sequences"] else (batch, units)
+    grads_in = {
+        "d_outputs": _lstm_arg(data, out_shape, "d_outputs", optional=True),
+        "dh_last": _lstm_arg(data, (batch, units), "dh_last", optional=True),
+        "dc_last": _lstm_arg(data, (batch, units), "dc_last", optional=True),
+    }
+    need_dx = data.draw(st.booleans(), label="need_dx")
+    reuse = _fuzz.rare(data, 30, "reuse the cache")
+    bad_cache = _fuzz.rare(data, 60, "not a cache")
+
+    def call():
+        if reuse:
+            ops.lstm_backward(cache, need_dx=need_dx)
+        return ops.lstm_backward(("x",) if bad_cache else cache, **grads_in, need_dx=need_dx)
+
+    case.call = call
+    if bad_cache:
+        case.expect(TypeError, "cache")
+        return case
+    if reuse:
+        case.expect(ValueError, "cache")
+        return case
+    ok = True
+    for name, g in grads_in.items():
+        if g is None:
+            continue
+        if not _is_f32_array(g):
+            case.expect(TypeError, name)
+            ok = False
+        elif g.shape != (out_shape if name == "d_outputs" else (batch, units)):
+            case.expect(ValueError, name)
+            case.expect(ValueError, {"d_outputs": "dy"}.get(name, name))
+            ok = False
+    if not ok:
+        return case
+    d_out = grads_in["d_outputs"]
+    dy = d_out if flags["return_sequences"] else None
+    dh_last = grads_in["dh_last"]
+    if d_out is not None and not flags["return_sequences"]:
+        dh_last = d_out if dh_last is None else d_out.astype(np.float64) + dh_last
+    want = lstm_reference.ref_lstm_grads(
+        x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], args["c0"],
+        None if dy is None else np.asarray(dy, np.float64), dh_last, grads_in["dc_last"],
+        flags["activation"], flags["recurrent_activation"], flags["go_backwards"],
+        args["recurrent_mask"])
+    assume(all(np.abs(g).max(initial=0.0) < 1e6 for g in want))
+
+    def check(grads):
+        names = ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0", "dc0")
+        present = (need_dx, True, True, args["bias"] is not None, args["h0"] is not None,
+                   args["c0"] is not None)
+        for name, got, ref, there in zip(names, grads, want, present):
+            if not there:
+                assert got is None, f"lstm_backward: {name} computed though not asked for"
+                continue
+            _fuzz.assert_close(got, ref, _lstm_bound(ref, time), f"lstm_backward {name}")
+
+    case.check = check
+    return case
+
+
 OPS = [
     FuzzOp("matmul", draw_matmul),
     FuzzOp("gemm", draw_gemm),
+    FuzzOp("lstm_forward", draw_lstm_forward, requires=("lstm_forward",)),
+    FuzzOp("lstm_backward", draw_lstm_backward, requires=("lstm_backward",)),
 ]
 
 
