@@ -88,7 +88,7 @@ def values(data, shape, dtype=np.float32, specials=False, scale: float = 1.0) ->
     three special values at random positions."""
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     rng = np.random.default_rng(seed)
-    v = rng.standard_normal(shape) * scale
+    v = np.asarray(rng.standard_normal(shape) * scale)  # an array for shape () too
     dtype = np.dtype(dtype)
     if dtype.kind == "b":
         return v > 0

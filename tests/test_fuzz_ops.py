@@ -15,6 +15,7 @@ from _fuzz import F32, Case, FuzzOp
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import fastnn
 from fastnn import _kernels, ops
 
 
@@ -433,11 +434,132 @@ def draw_lstm_backward(data) -> Case:
     return case
 
 
+# --- activations (public functions, lenient) and the strict act_fwd / act_bwd kernels -------
+
+ALL_ACTS = ("linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu")
+
+
+def _act_shape(data):
+    rank = data.draw(st.sampled_from((1, 2, 2, 3, 0)), label="rank")
+    return tuple(data.draw(_fuzz.dims(large=False), label="dim") for _ in range(rank))
+
+
+def _act_forward_bound(act, want):
+    """A few ulps of the result (vector exp/erf approximations), relative; softmax rows and
+    elu/gelu near their zeros also get an absolute eps."""
+    return 64 * _fuzz.EPS32 * np.abs(np.nan_to_num(want)) + 4 * _fuzz.EPS32 * (
+        act in ("softmax", "elu", "gelu", "sigmoid", "tanh")) + 1e-37
+
+
+def draw_activations(data) -> Case:
+    name = data.draw(st.sampled_from(ALL_ACTS), label="activation")
+    alpha = data.draw(st.sampled_from((0.2, 0.0, 1.0, 0.5)), label="alpha")
+    dtype = data.draw(st.sampled_from((F32,) * 6 + (np.float64, np.float16, np.int32, np.bool_)),
+                      label="dtype")
+    x = _fuzz.array(data, _act_shape(data), dtype, specials=True, label="x")
+    fn = getattr(fastnn.activations, name)
+    kwargs = {"leaky_relu": {"negative_slope": alpha}, "elu": {"alpha": alpha}}.get(name, {})
+    case = Case(call=lambda: fn(x, **kwargs), check=None, op=name)
+    with np.errstate(over="ignore"):
+        x32 = np.asarray(x, dtype=F32)
+    want = _fuzz.act64(name, x32, alpha if kwargs else 0.0)
+
+    def check(result):
+        _fuzz.assert_close(result, want, _act_forward_bound(name, want), name)
+        assert result is not x
+
+    case.check = check
+    return case
+
+
+def draw_act_fwd(data) -> Case:
+    name = data.draw(st.sampled_from(ALL_ACTS), label="act")
+    alpha = data.draw(st.sampled_from((0.2, 0.0, 1.0)), label="act_alpha")
+    x = _operand(data, _act_shape(data), "x", ("C",) * 6 + _fuzz.LAYOUTS)
+    where = data.draw(st.sampled_from(("new", "out", "in place")), label="out")
+    out = None
+    if _is_f32_array(x) and where == "out":
+        out = _out_array(data, x.shape, (x,)) if x.ndim == 2 else np.empty(x.shape, F32)
+    elif where == "in place" and _is_f32_array(x) and x.flags.writeable:
+        out = x
+    x_before = np.array(x) if _is_f32_array(x) else None
+    act_code = _kernels.ACTIVATIONS.index(name)
+    case = Case(call=lambda: _kernels.act_fwd(x, out, act=act_code, act_alpha=alpha),
+                check=lambda result: None, op="act_fwd")
+    if not _is_f32_array(x):
+        case.expect(TypeError, "x")
+        return case
+    if not x.flags.c_contiguous or not x.flags.aligned:
+        case.expect(ValueError, "x")
+        return case
+    if out is not None and out is not x and not _check_out(case, out, x.shape, (x,)):
+        return case
+    want = _fuzz.act64(name, x_before, alpha)
+
+    def check(result):
+        _fuzz.assert_close(result, want, _act_forward_bound(name, want), "act_fwd")
+        assert out is None or result is out
+
+    case.check = check
+    return case
+
+
+def draw_act_bwd(data) -> Case:
+    name = data.draw(st.sampled_from(ALL_ACTS), label="act")
+    alpha = data.draw(st.sampled_from((0.2, 0.0, 1.0)), label="act_alpha")
+    shape = _act_shape(data)
+    preact = np.asarray(_fuzz.values(data, shape, F32))
+    y = np.asarray(_fuzz.act64(name, preact, alpha), F32)
+    dy = _operand(data, shape, "dy", ("C",) * 6 + _fuzz.LAYOUTS)
+    give_y = name != "gelu" or data.draw(st.booleans(), label="give y")
+    give_preact = name == "gelu" or data.draw(st.booleans(), label="give preact")
+    if _fuzz.rare(data, 40, "drop the needed input"):
+        give_y, give_preact = (True, False) if name == "gelu" else (False, True)
+    in_place = data.draw(st.booleans(), label="in place") and _is_f32_array(dy) and \
+        dy.flags.writeable and dy.flags.c_contiguous and dy.flags.aligned
+    dy_before = np.array(dy) if _is_f32_array(dy) else None
+    act_code = _kernels.ACTIVATIONS.index(name)
+
+    def call():
+        return _kernels.act_bwd(y if give_y else None, dy, dy if in_place else None,
+                                act=act_code, act_alpha=alpha,
+                                preact=preact if give_preact else None)
+
+    case = Case(call=call, check=lambda result: None, op="act_bwd")
+    if not _is_f32_array(dy):
+        case.expect(TypeError, "dy")
+        return case
+    if dy.shape != shape:
+        case.expect(ValueError, "dy")
+        case.expect(ValueError, "y")
+        case.expect(ValueError, "preact")
+        return case
+    if not dy.flags.c_contiguous or not dy.flags.aligned:
+        case.expect(ValueError, "dy")
+        return case
+    if (name == "gelu" and not give_preact) or (name != "gelu" and not give_y):
+        case.expect(ValueError, "preact" if name == "gelu" else "y")
+        return case
+    want = _fuzz.act64_grad(name, preact, dy_before.astype(np.float64), alpha)
+
+    def check(result):
+        bound = 64 * _fuzz.EPS32 * (np.abs(np.nan_to_num(want)) +
+                                    np.abs(np.nan_to_num(dy_before))) + 1e-37
+        _fuzz.assert_close(result, want, bound, "act_bwd")
+        assert not in_place or result is dy
+
+    case.check = check
+    return case
+
+
 OPS = [
     FuzzOp("matmul", draw_matmul),
     FuzzOp("gemm", draw_gemm),
     FuzzOp("lstm_forward", draw_lstm_forward, requires=("lstm_forward",)),
     FuzzOp("lstm_backward", draw_lstm_backward, requires=("lstm_backward",)),
+    FuzzOp("activations", draw_activations),
+    FuzzOp("act_fwd", draw_act_fwd, requires=("act_fwd",)),
+    FuzzOp("act_bwd", draw_act_bwd, requires=("act_bwd",)),
 ]
 
 
