@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 
 def real(owner: str, name: str, value, low: float | None = None, high: float | None = None,
          low_open: bool = False, high_open: bool = False) -> float:
@@ -52,3 +54,13 @@ def one_of(owner: str, name: str, value, choices) -> str:
         raise ValueError(f"{owner}: {name} must be one of {list(choices)}, "
                          f"received {name}={value!r}")
     return value
+
+
+def c_array(x, dtype=np.float32) -> np.ndarray:
+    """x as a C-contiguous, aligned ndarray of `dtype`, copied only when it is not one already.
+
+    The edge conversion before the C kernels: `np.ascontiguousarray` alone returns a C-ordered
+    view at an odd byte offset (e.g. float32 data inside a byte buffer) as it is, and the
+    kernels must not dereference such pointers (undefined behaviour in C).
+    """
+    return np.require(x, dtype=dtype, requirements=("C", "A", "E"))

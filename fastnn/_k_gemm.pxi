@@ -25,6 +25,7 @@ cdef object _gemm_core(cnp.ndarray a, cnp.ndarray b, object out, bint ta, bint t
         if bias.shape[0] != n or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bias):
             raise ValueError(f"{op}: bias must be contiguous with shape ({n},), "
                              f"received shape {(<object>bias).shape}")
+        _check_aligned(<cnp.ndarray>bias, op, "bias")
         bias_ptr = <const float *>cnp.PyArray_DATA(<cnp.ndarray>bias)
     if out is None and beta != 0.0:
         raise ValueError(f"{op}: beta={beta} needs an `out` array to accumulate into")
@@ -66,24 +67,27 @@ cdef inline bint _rows_contiguous(cnp.ndarray x) noexcept:
 
 cdef cnp.ndarray _as_gemm_operand(cnp.ndarray x, bint *trans):
     """x itself (rows contiguous), its transpose (columns contiguous: x.T passes with no copy),
-    or, for any other strides, one C-ordered copy."""
+    or, for any other strides or data not aligned to 4 bytes, one aligned C-ordered copy."""
     trans[0] = False
-    if _rows_contiguous(x):
-        return x
-    cdef cnp.ndarray xt = x.T
-    if _rows_contiguous(xt):
-        trans[0] = True
-        return xt
-    return np.ascontiguousarray(x)
+    cdef cnp.ndarray xt
+    if cnp.PyArray_ISALIGNED(x):
+        if _rows_contiguous(x):
+            return x
+        xt = x.T
+        if _rows_contiguous(xt):
+            trans[0] = True
+            return xt
+    # Not np.ascontiguousarray: it returns an unaligned C-ordered array as it is.
+    return np.array(x, dtype=np.float32, order="C", copy=True)
 
 
 def matmul(a, b, out=None):
     """a @ b for float32 2-D arrays: (m, k) @ (k, n) -> (m, n).
 
     C- and Fortran-ordered inputs (so x.T too) and row slices are used without a copy; any other
-    strides are copied once. float32 only: other dtypes raise TypeError rather than being cast
-    silently. out, if given, must be a C-contiguous, writeable float32 (m, n) array that does
-    not overlap a or b.
+    strides, or data not aligned to 4 bytes, are copied once. float32 only: other dtypes raise
+    TypeError rather than being cast silently. out, if given, must be a C-contiguous, aligned,
+    writeable float32 (m, n) array that does not overlap a or b.
     """
     _check_f32(a, "matmul", "a", -1)
     _check_f32(b, "matmul", "b", -1)

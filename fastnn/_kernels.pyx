@@ -26,15 +26,29 @@ cdef inline int _check_f32(object x, str op, str name, int ndim) except -1:
     return 0
 
 
+cdef inline int _check_aligned(cnp.ndarray x, str op, str name) except -1:
+    """The C kernels dereference float pointers: data at an odd byte offset (a view into a byte
+    buffer) is undefined behaviour in C, so it is refused here and copied at the edge."""
+    if not cnp.PyArray_ISALIGNED(x):
+        raise ValueError(f"{op}: {name} must be aligned to its {cnp.PyArray_ITEMSIZE(x)}-byte "
+                         f"itemsize, received data at byte offset "
+                         f"{<intptr_t>cnp.PyArray_DATA(x) % cnp.PyArray_ITEMSIZE(x)}; pass a copy "
+                         f"(np.require(x, requirements='CA'))")
+    return 0
+
+
 cdef inline int _check_c_contig(cnp.ndarray x, str op, str name) except -1:
+    """x is C-contiguous and aligned (every strict wrapper calls this on every array)."""
     if not cnp.PyArray_IS_C_CONTIGUOUS(x):
         raise ValueError(f"{op}: {name} must be C-contiguous, received strides {(<object>x).strides}"
                          f" for shape {(<object>x).shape}")
+    _check_aligned(x, op, name)
     return 0
 
 
 cdef inline int64_t _row_stride(cnp.ndarray x, str op, str name) except -1:
-    """Row stride (elements) of a 2-D float32 array whose rows are contiguous."""
+    """Row stride (elements) of a 2-D float32 array whose rows are contiguous (and aligned)."""
+    _check_aligned(x, op, name)
     cdef int64_t rows = x.shape[0], cols = x.shape[1]
     cdef int64_t s0 = x.strides[0], s1 = x.strides[1]
     if cols > 1 and s1 != 4:

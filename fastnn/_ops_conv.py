@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import _kernels
+from fastnn import _checks, _kernels
 
 __all__ = [
     "avg_pool2d",
@@ -43,7 +43,7 @@ def _f32(x, op: str, name: str, ndim: int | None = None) -> np.ndarray:
         raise ValueError(
             f"{op}: {name} must be {ndim}-D {_LAYOUT.get(ndim, '')}, received shape {arr.shape}"
         )
-    return np.ascontiguousarray(arr)
+    return _checks.c_array(arr)
 
 
 def _act_index(activation, op: str) -> int:

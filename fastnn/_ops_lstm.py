@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastnn import _kernels
+from fastnn import _checks, _kernels
 
 __all__ = ["LSTMCache", "LSTMGrads", "lstm_backward", "lstm_forward"]
 
@@ -15,8 +15,8 @@ _LSTM_ACTS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 
 
 def _f32(a, op: str, name: str, optional: bool = False):
-    """a as a C-contiguous float32 ndarray (one copy if its layout needs it); None passes if
-    optional. Any other dtype is a TypeError: nothing is cast silently."""
+    """a as a C-contiguous, aligned float32 ndarray (one copy if its layout needs it); None
+    passes if optional. Any other dtype is a TypeError: nothing is cast silently."""
     if a is None and optional:
         return None
     arr = np.asarray(a)
@@ -25,7 +25,7 @@ def _f32(a, op: str, name: str, optional: bool = False):
             f"{op}: {name} must be float32, received {arr.dtype} (convert it with "
             f".astype(np.float32) if that is what you want)"
         )
-    return np.ascontiguousarray(arr)
+    return _checks.c_array(arr)
 
 
 def _act_code(name, op: str, arg: str) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import _backend
+from fastnn import _backend, _checks
 
 
 def _numeric(name: str, y) -> np.ndarray:
@@ -55,8 +55,10 @@ class Loss:
         if y_pred.ndim < 1:
             raise ValueError(f"{self.name}: y_pred must have a batch dimension, "
                              f"received shape {y_pred.shape}")
-        y_pred = np.ascontiguousarray(y_pred)
+        y_pred = _checks.c_array(y_pred)
         labels = self.prepare_labels(y_true, y_pred.shape)
+        if y_pred.size == 0:  # Keras divides with divide_no_nan: the mean over nothing is 0
+            return 0.0, np.zeros_like(y_pred)
         grad = np.empty_like(y_pred)
         return self.compute(y_pred, labels, grad), grad
 
@@ -84,7 +86,7 @@ def _same_shape_labels(loss: Loss, y, output_shape: tuple) -> np.ndarray:
         else:
             raise ValueError(f"{loss.name}: expected labels of shape {output_shape} (the model "
                              f"output's shape), received labels of shape {y.shape}")
-    return np.ascontiguousarray(y, dtype=np.float32)
+    return _checks.c_array(y, np.float32)
 
 
 class MeanSquaredError(Loss):
@@ -140,7 +142,7 @@ class CategoricalCrossentropy(_CrossentropyBase):
                         "sparse_categorical_crossentropy or fastnn.utils.to_categorical")
             raise ValueError(f"{self.name}: expected one-hot labels of shape "
                              f"{tuple(output_shape)}, received labels of shape {y.shape}{hint}")
-        return np.ascontiguousarray(y, dtype=np.float32)
+        return _checks.c_array(y, np.float32)
 
     def _labels_2d(self, y_true, rows):
         return y_true.reshape(rows, -1)
@@ -186,7 +188,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
             raise ValueError(f"{self.name}: labels must be integers in [0, {classes}) for "
                              f"{classes} output classes, received labels from {y.min()} "
                              f"to {y.max()}")
-        return np.ascontiguousarray(y, dtype=np.int64)
+        return _checks.c_array(y, np.int64)
 
     def _labels_2d(self, y_true, rows):
         return y_true.reshape(rows)
@@ -246,8 +248,10 @@ def binary_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray
 
 
 def _per_sample(loss: Loss, y_true, y_pred) -> np.ndarray:
-    y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
+    y_pred = _checks.c_array(y_pred, np.float32)
     labels = loss.prepare_labels(y_true, y_pred.shape)
+    if y_pred.size == 0:  # no samples, or samples without values: mean losses of 0 (Keras)
+        return np.zeros(y_pred.shape[:1], np.float32)
     return np.asarray([loss.compute(y_pred[i:i + 1], labels[i:i + 1],
                                     np.empty_like(y_pred[i:i + 1]))
                        for i in range(y_pred.shape[0])], dtype=np.float32)

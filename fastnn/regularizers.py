@@ -19,7 +19,7 @@ class Regularizer:
 
     def __call__(self, x) -> float:
         """The penalty of a weight array."""
-        return _backend.l1l2_penalty(np.ascontiguousarray(x, dtype=np.float32), self.l1, self.l2)
+        return _backend.l1l2_penalty(_checks.c_array(x, np.float32), self.l1, self.l2)
 
     def penalty_and_grad(self, param: np.ndarray, grad: np.ndarray) -> float:
         """Returns the penalty of `param` and adds its gradient into `grad` (same shape)."""

@@ -7,7 +7,10 @@
   "opt0", "opt1", ... (optimizer slots), read with `np.load(allow_pickle=False)`.
 
 Nothing is ever unpickled. A truncated, altered (checked with the SHA-256 of weights.npz and
-the zip CRCs) or foreign file raises `fastnn.errors.ModelFileError`.
+the zip CRCs) or foreign file raises `fastnn.errors.ModelFileError`. Reading is bounded by the
+file's own size: weights.npz and its .npy members must be stored uncompressed (as fastnn writes
+them, so a decompression bomb is refused), and every .npy header is checked against the bytes
+that follow it before an array is allocated.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import tokenize
 import zipfile
 import zlib
 
@@ -30,6 +35,16 @@ FORMAT_WEIGHTS = "fastnn.weights"
 FORMAT_VERSION = 1
 _MEMBERS = ["config.json", "weights.npz"]
 _MAX_CONFIG_BYTES = 16 << 20  # a config is a few KB; refuse absurd sizes before reading
+# What a damaged zip or .npy can make zipfile, zlib and numpy raise while fastnn reads it:
+# BadZipFile, zlib.error, EOFError; OSError (a seek before the start); NotImplementedError (an
+# unknown compression method); RuntimeError (the "encrypted" flag); ValueError, SyntaxError and
+# tokenize.TokenError (a .npy header numpy cannot parse); KeyError (a missing member).
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+                RuntimeError, ValueError, SyntaxError, tokenize.TokenError, KeyError)
+# What building a model from a damaged config can raise: wrong keys, types and values, an
+# argument fastnn does not support yet, or sizes too large to allocate (units=10**12).
+_CONFIG_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError,
+                  NotImplementedError, OverflowError, MemoryError, RecursionError)
 
 
 def _version() -> str:
@@ -57,40 +72,79 @@ def _write(filepath, config: dict, arrays: dict, overwrite: bool) -> None:
             os.remove(tmp)
 
 
+def _check_npy_members(npz, path: str) -> None:
+    """Every member of weights.npz: a stored (uncompressed) little-endian float32 .npy whose
+    header shape accounts for exactly the bytes that follow it. Checked before numpy allocates
+    an array of the declared shape (a forged header could declare terabytes)."""
+    for info in npz.zip.infolist():
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ModelFileError(f"{path}: weights.npz member {info.filename!r} is compressed; "
+                                 f"fastnn writes weights uncompressed")
+        with npz.zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ModelFileError(f"{path}: {info.filename!r} has .npy version {version}")
+            header_bytes = member.tell()
+        if dtype.hasobject:
+            raise ModelFileError(f"{path}: weights.npz holds pickled or unreadable data, which "
+                                 f"fastnn refuses to load ({info.filename!r} has dtype object)")
+        if dtype != np.dtype("<f4"):
+            raise ModelFileError(f"{path}: array {info.filename!r} has dtype {dtype}, "
+                                 f"expected float32")
+        data_bytes = info.file_size - header_bytes
+        if any(d < 0 for d in shape) or math.prod(shape) * 4 != data_bytes:
+            raise ModelFileError(f"{path}: {info.filename!r} declares shape {shape} but holds "
+                                 f"{data_bytes} bytes of data")
+
+
 def _load_arrays(data: bytes, path: str) -> dict:
     try:
         npz = np.load(io.BytesIO(data), allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise ModelFileError(f"{path}: weights.npz is not an .npz archive")
         with npz:
+            _check_npy_members(npz, path)
             return {name: npz[name] for name in npz.files}
+    except ModelFileError:
+        raise
     except ValueError as exc:
-        if isinstance(exc, ModelFileError):
-            raise
         raise ModelFileError(f"{path}: weights.npz holds pickled or unreadable data, which "
                              f"fastnn refuses to load ({exc})") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ModelFileError(f"{path}: weights.npz is damaged ({exc})") from None
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{path}: weights.npz is damaged ({exc!r})") from None
 
 
 def _read(filepath, formats: tuple) -> tuple[dict, dict]:
     """(config, arrays) of a fastnn file whose format is one of `formats`."""
     path = os.fspath(filepath)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = sorted(zf.namelist())
-            if names != _MEMBERS:
-                raise ModelFileError(f"{path}: not a fastnn file: expected the members "
-                                     f"{_MEMBERS}, found {names[:10]}")
-            if zf.getinfo("config.json").file_size > _MAX_CONFIG_BYTES:
-                raise ModelFileError(f"{path}: config.json is implausibly large")
-            raw_config, weights = zf.read("config.json"), zf.read("weights.npz")
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a fastnn file, or truncated or damaged: it is not "
-                             f"a readable zip archive ({exc})") from None
+    with open(path, "rb") as file:  # a missing or unreadable path raises OSError as it is
+        try:
+            with zipfile.ZipFile(file) as zf:
+                names = sorted(zf.namelist())
+                if names != _MEMBERS:
+                    raise ModelFileError(f"{path}: not a fastnn file: expected the members "
+                                         f"{_MEMBERS}, found {names[:10]}")
+                if zf.getinfo("config.json").file_size > _MAX_CONFIG_BYTES:
+                    raise ModelFileError(f"{path}: config.json is implausibly large")
+                info = zf.getinfo("weights.npz")
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise ModelFileError(f"{path}: weights.npz is compressed; fastnn writes "
+                                         f"it uncompressed")
+                raw_config, weights = zf.read("config.json"), zf.read(info)
+        except ModelFileError:
+            raise
+        except _READ_ERRORS as exc:
+            raise ModelFileError(f"{path}: not a fastnn file, or truncated or damaged: it is "
+                                 f"not a readable zip archive ({exc!r})") from None
     try:
         config = json.loads(raw_config.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, or an integer literal past Python's digit limit;
+        # RecursionError: nesting deeper than the interpreter's recursion limit.
         raise ModelFileError(f"{path}: config.json is not valid JSON ({exc})") from None
     if not isinstance(config, dict) or config.get("format") not in formats:
         found = config.get("format") if isinstance(config, dict) else None
@@ -103,17 +157,15 @@ def _read(filepath, formats: tuple) -> tuple[dict, dict]:
     if config.get("weights_sha256") != hashlib.sha256(weights).hexdigest():
         raise ModelFileError(f"{path}: weights.npz does not match the checksum in "
                              f"config.json; the file was altered or damaged")
-    arrays = _load_arrays(weights, path)
-    for name, array in arrays.items():
-        if array.dtype != np.float32:
-            raise ModelFileError(f"{path}: array {name!r} has dtype {array.dtype}, "
-                                 f"expected float32")
-    return config, arrays
+    return config, _load_arrays(weights, path)
 
 
 def _numbered(arrays: dict, prefix: str, count, path: str) -> list[np.ndarray]:
-    if not isinstance(count, int) or count < 0:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ModelFileError(f"{path}: invalid {prefix} array count {count!r}")
+    if count > len(arrays):  # checked first: the loop below would run `count` times (10**12)
+        raise ModelFileError(f"{path}: weights.npz lacks the arrays: config.json counts {count} "
+                             f"{prefix!r} arrays, the file holds {len(arrays)} arrays in all")
     missing = [f"{prefix}{i}" for i in range(count) if f"{prefix}{i}" not in arrays]
     if missing:
         raise ModelFileError(f"{path}: weights.npz lacks the arrays {missing[:5]}")
@@ -185,15 +237,15 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
             model.compile(optimizer=optimizers.get(compile_config["optimizer"]),
                           loss=losses.get(compile_config["loss"]),
                           metrics=[_metric_from_config(m) for m in compile_config["metrics"]])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(f"{path}: invalid model configuration ({exc})") from None
+    except _CONFIG_ERRORS as exc:
+        raise ModelFileError(f"{path}: invalid model configuration ({exc!r})") from None
     _set_model_weights(model, _numbered(arrays, "w", config.get("weight_count"), path), path)
     state = _numbered(arrays, "opt", config.get("optimizer_state_count", 0), path)
     if compile_config is not None and state:
         model._build_optimizer()
         try:
             model.optimizer.set_state(state, int(config.get("optimizer_iterations", 0)))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ModelFileError(f"{path}: optimizer state does not fit the model "
                                  f"({exc})") from None
     return model
@@ -220,14 +272,17 @@ def load_weights(model, filepath) -> None:
     config, arrays = _read(path, (FORMAT_WEIGHTS, FORMAT_MODEL))
     weights = _numbered(arrays, "w", config.get("weight_count"), path)
     if not model.built:
-        shape = config.get("build_input_shape") or \
-            (config.get("model") or {}).get("config", {}).get("build_input_shape")
+        shape = config.get("build_input_shape")
+        if shape is None:  # a model file: the shape is in the model's config
+            entry = config.get("model")
+            entry = entry.get("config") if isinstance(entry, dict) else None
+            shape = entry.get("build_input_shape") if isinstance(entry, dict) else None
         if not isinstance(shape, list) or not model.layers:
             raise ModelFileError(f"{path}: cannot build the model: the file records no input "
                                  f"shape (or the model has no layers)")
         try:
             model.build(tuple(shape))
-        except (TypeError, ValueError) as exc:
+        except _CONFIG_ERRORS as exc:
             raise ModelFileError(f"{path}: cannot build the model for the recorded input "
                                  f"shape {shape} ({exc})") from None
     _set_model_weights(model, weights, path)

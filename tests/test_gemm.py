@@ -258,3 +258,28 @@ def test_strict_gemm_errors():
         _kernels.gemm(np.ones((4, 3), f).T, b)
     with pytest.raises(ValueError, match=r"unknown GEMM path 'fast'; valid choices: auto"):
         _kernels.gemm_set_path("fast")
+
+
+def _unaligned(x, offset=1):
+    """A copy of x whose data starts at byte offset `offset` of a uint8 buffer."""
+    buf = np.zeros(x.nbytes + offset, np.uint8)
+    y = buf[offset:].view(x.dtype).reshape(x.shape)
+    y[...] = x
+    return y
+
+
+def test_unaligned_arrays_are_copied_by_matmul_and_refused_by_gemm(rng):
+    """Dereferencing a float at an odd address is undefined behaviour in C (UBSan reports it):
+    matmul copies such inputs, the strict gemm and every `out` refuse them."""
+    a, b = rand(rng, 5, 7), rand(rng, 7, 3)
+    ua, ub = _unaligned(a), _unaligned(b, 2)
+    assert not ua.flags.aligned and not ub.flags.aligned
+    np.testing.assert_array_equal(ops.matmul(ua, ub), ops.matmul(a, b))
+    np.testing.assert_array_equal(ops.matmul(ua.T.T, _unaligned(b.T.copy()).T), ops.matmul(a, b))
+    with pytest.raises(ValueError, match=r"matmul: out must be aligned to its 4-byte itemsize"):
+        ops.matmul(a, b, out=_unaligned(np.empty((5, 3), np.float32), 3))
+    with pytest.raises(ValueError, match=r"gemm: a must be aligned to its 4-byte itemsize, "
+                                         r"received data at byte offset 1"):
+        _kernels.gemm(ua, b)
+    with pytest.raises(ValueError, match=r"gemm: bias must be aligned"):
+        _kernels.gemm(a, b, bias=_unaligned(np.ones(3, np.float32)))

@@ -2,6 +2,8 @@
 initialisation, dropout, stacking inside Sequential, configs and saving, every error path,
 and the sequence example."""
 
+import warnings
+
 import numpy as np
 import pytest
 from _reference_lstm import ref_lstm, ref_lstm_grads
@@ -256,3 +258,11 @@ def test_sequence_example_learns(capsys):
     out = capsys.readouterr().out
     assert error < 0.35  # predicting 0 scores about 0.6, repeating the last value about 0.75
     assert "test RMSE" in out
+
+
+def test_embedding_refuses_nan_ids_without_a_cast_warning():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Embedding(5, 2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="non-integral values such as .*nan"):
+            model.predict(np.array([[0.0, np.nan, 1.0]]), verbose=0)

@@ -455,3 +455,25 @@ def test_errors_kernels(rng):
     inside_gates = np.lib.stride_tricks.as_strided(gates, y.shape, y.strides)
     with pytest.raises(ValueError, match="gates overlaps dy in memory"):
         _kernels.lstm_bwd(x, k, r, None, None, y, c_seq, gates, inside_gates)
+
+
+def _unaligned(x, offset=2):
+    buf = np.zeros(x.nbytes + offset, np.uint8)
+    y = buf[offset:].view(x.dtype).reshape(x.shape)
+    y[...] = x
+    return y
+
+
+def test_lstm_forward_copies_unaligned_inputs(rng):
+    """Found by tests/test_fuzz_ops.py: the lenient op passed a float32 view at an odd byte
+    offset through (np.ascontiguousarray keeps it) and the strict kernel refused it."""
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    k = rng.standard_normal((4, 8)).astype(np.float32)
+    r = rng.standard_normal((2, 8)).astype(np.float32)
+    mask = np.ones((2, 2), np.float32)
+    want = ops.lstm_forward(x, k, r, recurrent_mask=mask)[0]
+    got = ops.lstm_forward(_unaligned(x), _unaligned(k, 1), _unaligned(r, 3),
+                           recurrent_mask=_unaligned(mask))[0]
+    np.testing.assert_array_equal(got, want)
+    layer = fastnn.layers.LSTM(2)
+    np.testing.assert_array_equal(layer(_unaligned(x)), layer(x))

@@ -287,6 +287,8 @@ X4, Y3 = np.zeros((6, 4), np.float32), np.array([0, 1, 2, 0, 1, 2])
      "leaves an empty training or validation set for 6 samples"),
     (lambda m: m.fit(X4[:0], Y3[:0]), ValueError, "fit: x is empty"),
     (lambda m: m.evaluate(X4[:0], Y3[:0]), ValueError, "evaluate: x is empty"),
+    (lambda m: m.train_on_batch(X4[:0], Y3[:0]), ValueError, "train_on_batch: x is empty"),
+    (lambda m: m.test_on_batch(X4[:0], Y3[:0]), ValueError, "test_on_batch: x is empty"),
     (lambda m: m.fit(X4, Y3, validation_data=X4), ValueError,
      r"validation_data must be a tuple \(x_val, y_val\)"),
     (lambda m: m.fit(X4, Y3, validation_data=(X4, Y3, np.ones(6))), NotImplementedError,
@@ -380,3 +382,18 @@ def test_second_ctrl_c_interrupts_at_once_and_epoch_end_interrupts(monkeypatch, 
         compiled.fit(X4, Y3, epochs=3, verbose=0, callbacks=[at_epoch_end])
     assert compiled.optimizer.iterations == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_empty_batches_predict_and_losses():
+    """Found by the fuzz tests: Flatten could not reshape a batch of 0 (reshape(0, -1)) and the
+    losses divided 0 by 0 (ZeroDivisionError). Predicting nothing gives nothing; a loss over no
+    samples is 0, as Keras's divide_no_nan reduction gives."""
+    model = keras.Sequential([keras.Input((3, 2)), keras.layers.Flatten(),
+                              keras.layers.Dense(4)])
+    assert model.predict(np.zeros((0, 3, 2)), verbose=0).shape == (0, 4)
+    assert model(np.zeros((0, 3, 2))).shape == (0, 4)
+    for name in ("mean_squared_error", "categorical_crossentropy", "binary_crossentropy"):
+        loss = keras.losses.get(name)
+        assert loss(np.zeros((0, 4)), np.zeros((0, 4))) == 0.0
+        assert loss.gradient(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0, 4)
+    assert keras.losses.mean_squared_error(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0,)

@@ -1,6 +1,7 @@
 """Saving: round trips, and truncated / altered / foreign / pickle-carrying files that must
 raise fastnn.errors.ModelFileError without ever unpickling anything."""
 
+import copy
 import hashlib
 import io
 import json
@@ -249,3 +250,107 @@ def test_oversized_config_is_refused(saved):
     _rewrite(saved, config, weights)
     with pytest.raises(ModelFileError, match="implausibly large"):
         keras.models.load_model(saved)
+
+
+def _npy_member(array, header_edit=None):
+    buf = io.BytesIO()
+    np.save(buf, array)
+    raw = buf.getvalue()
+    if header_edit is None:
+        return raw
+    end = raw.index(b"\n") + 1
+    header = header_edit(raw[10:end].decode("latin1")).ljust(end - 10)[: end - 11] + "\n"
+    return raw[:10] + header.encode("latin1") + raw[end:]
+
+
+def _npz_members(members, compress=zipfile.ZIP_STORED):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data, compress_type=compress)
+    return buf.getvalue()
+
+
+def _shape_edit(new):
+    return lambda header: header.replace("'shape': (3,)", f"'shape': {new}")
+
+
+@pytest.mark.parametrize("weights,match", [
+    # a .npy header declaring 12 TB must not make numpy allocate it (it raised MemoryError)
+    (_npz_members({"w0.npy": _npy_member(np.zeros(3, np.float32),
+                                         _shape_edit("(3000000000000,)"))}),
+     r"declares shape \(3000000000000,\) but holds 12 bytes"),
+    (_npz_members({"w0.npy": _npy_member(np.zeros(3, np.float32), _shape_edit("(-3,)"))}),
+     r"declares shape \(-3,\)"),
+    # header text numpy's parser chokes on (it raised tokenize.TokenError)
+    (_npz_members({"w0.npy": _npy_member(np.zeros(3, np.float32),
+                                         lambda h: "{" + "x" * (len(h) - 2))}),
+     r"weights.npz is damaged \(TokenError"),
+    (_npz_members({"w0.npy": b"\x93NUMPY\x03\x00" + bytes(60)}), r"has .npy version \(3, 0\)"),
+    # a decompression bomb inside weights.npz: 64 MB of zeros in 64 KB
+    (_npz_members({"w0.npy": _npy_member(np.zeros(16 << 20, np.float32))},
+                  zipfile.ZIP_DEFLATED), "member 'w0.npy' is compressed"),
+])
+def test_forged_npy_members(saved, weights, match):
+    config, _ = _parts(saved)
+    _rewrite(saved, config, weights)
+    with pytest.raises(ModelFileError, match=match):
+        keras.models.load_model(saved)
+
+
+def _zip_bytes(config, weights, compress):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("weights.npz", weights, compress_type=compress)
+    return buf.getvalue()
+
+
+def test_damaged_zip_structures_and_configs(saved, tmp_path):
+    """Found by tests/test_fuzz_files.py: each of these escaped as another exception type
+    (NotImplementedError, RuntimeError, OSError, RecursionError, AttributeError) or, for a
+    huge weight_count, looped for as long as the file claimed."""
+    config, weights = _parts(saved)
+    config = {**config, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    good = _zip_bytes(config, weights, zipfile.ZIP_STORED)
+    local = good.index(b"PK\x03\x04")
+    central = good.index(b"PK\x01\x02")
+    cases = {
+        "compression method 99": good[:central + 10] + b"\x63\x00" + good[central + 12:],
+        "the encrypted flag": good[:central + 8] + b"\x01\x00" + good[central + 10:],
+        "an offset before the start": good[:local] + good[local + 40:],
+        "a deflated weights.npz (a bomb's shape)": _zip_bytes(config, bytes(64 << 20),
+                                                              zipfile.ZIP_DEFLATED),
+    }
+    for data in cases.values():
+        saved.write_bytes(data)
+        with pytest.raises(ModelFileError, match="not a fastnn file|truncated or damaged|"
+                                                 "weights.npz is compressed"):
+            keras.models.load_model(saved)
+    _write_zip(saved, {"config.json": "[" * 100000 + "]" * 100000, "weights.npz": weights})
+    with pytest.raises(ModelFileError, match="config.json is not valid JSON"):
+        keras.models.load_model(saved)
+    _rewrite(saved, {**config, "weight_count": 10**12}, weights)
+    with pytest.raises(ModelFileError, match="config.json counts 1000000000000 'w' arrays"):
+        keras.models.load_model(saved)
+    _rewrite(saved, _set_units(copy.deepcopy(config), 10**12), weights)
+    with pytest.raises(ModelFileError, match="invalid model configuration"):
+        keras.models.load_model(saved)
+    relu = copy.deepcopy(config)
+    relu["model"]["config"]["layers"].append({"class_name": "ReLU",
+                                              "config": {"max_value": 1.0}})
+    _rewrite(saved, relu, weights)
+    with pytest.raises(ModelFileError, match="invalid model configuration.*NotImplementedError"):
+        keras.models.load_model(saved)
+    model = _trained()
+    model.save_weights(tmp_path / "w")
+    w_config, w_weights = _parts(tmp_path / "w")
+    del w_config["build_input_shape"]
+    _rewrite(tmp_path / "w", {**w_config, "model": ["not", "a", "dict"]}, w_weights)
+    with pytest.raises(ModelFileError, match="records no input shape"):
+        keras.Sequential([keras.layers.Dense(2)]).load_weights(tmp_path / "w")
+
+
+def test_missing_path_is_still_a_file_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        keras.models.load_model(tmp_path / "nope.keras")

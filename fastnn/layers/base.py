@@ -183,7 +183,7 @@ class Layer:
         if x.ndim < 1:
             raise ValueError(f"{type(self).__name__} layer {self.name!r}: expected a batch "
                              f"with a leading batch dimension, received shape {x.shape}")
-        x = np.ascontiguousarray(x)
+        x = _checks.c_array(x)
         if self.built:
             self.check_input_shape(x.shape)
         else:

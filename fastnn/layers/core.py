@@ -252,7 +252,7 @@ class Flatten(Layer):
 
     def call(self, x, training=False):
         self._in_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], flat_size(x.shape[1:]))  # not -1: batch 0 is legal
 
     def backward(self, grad_out):
         return grad_out.reshape(self._in_shape) if self.input_grad_needed else None

@@ -56,7 +56,8 @@ class Embedding(Layer):
         return tuple(input_shape) + (self.output_dim,)
 
     def _ids(self, x: np.ndarray) -> np.ndarray:
-        ids = x.astype(np.intp)
+        with np.errstate(invalid="ignore"):  # NaN / inf ids: refused just below, no warning
+            ids = x.astype(np.intp)
         if x.dtype.kind == "f" and not np.array_equal(ids, x):
             raise ValueError(
                 f"Embedding layer {self.name!r}: inputs must be integer token ids, "

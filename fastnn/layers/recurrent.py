@@ -212,7 +212,7 @@ class LSTM(Layer):
     def __call__(self, x, training: bool = False, initial_state=None):
         """Apply the layer to a batch; initial_state=[h0, c0] sets the starting states.
         Returns a copy of the output, or [output, h_last, c_last] with return_state."""
-        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+        x = _checks.c_array(x)
         if self.built:
             self.check_input_shape(x.shape)
         else:
@@ -224,7 +224,7 @@ class LSTM(Layer):
                     f"LSTM layer {self.name!r}: initial_state must be [h0, c0], "
                     f"received {len(initial_state)} arrays"
                 )
-            h0, c0 = (np.ascontiguousarray(np.asarray(s, dtype=np.float32)) for s in initial_state)
+            h0, c0 = (_checks.c_array(s) for s in initial_state)
             for name, state in (("h0", h0), ("c0", c0)):
                 if state.shape != (x.shape[0], self.units):
                     raise ValueError(

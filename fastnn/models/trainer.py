@@ -148,7 +148,7 @@ class Trainer:
         if arr.ndim < 2:
             raise ValueError(f"{where}: x must have a batch dimension and features, "
                              f"received x of shape {arr.shape}")
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        return _checks.c_array(arr, np.float32)
 
     def _prepare_x(self, x, where: str) -> np.ndarray:
         x = self._as_x(x, where)
@@ -163,6 +163,8 @@ class Trainer:
 
     def _prepare_xy(self, x, y, where: str) -> tuple[np.ndarray, np.ndarray]:
         x = self._prepare_x(x, where)
+        if len(x) == 0:  # a mean loss over no samples is 0 / 0
+            raise ValueError(f"{where}: x is empty, received 0 samples")
         if y is None:
             raise ValueError(f"{where}: y is required, received None")
         y_arr = np.asarray(y)
@@ -279,8 +281,6 @@ class Trainer:
         split = _checks.real("fit", "validation_split", validation_split, low=0.0, high=1.0,
                              high_open=True)
         x, y = self._prepare_xy(x, y, "fit")
-        if len(x) == 0:
-            raise ValueError("fit: x is empty, received 0 samples")
         val = None
         if validation_data is not None:
             val = self._unpack_validation(validation_data)
@@ -364,8 +364,6 @@ class Trainer:
         verbose = _verbosity("evaluate", verbose)
         batch_size = self._batch_size("evaluate", batch_size)
         x, y = self._prepare_xy(x, y, "evaluate")
-        if len(x) == 0:
-            raise ValueError("evaluate: x is empty, received 0 samples")
         steps = math.ceil(len(x) / batch_size)
         cbs = CallbackList(callbacks, self, {"verbose": verbose, "steps": steps},
                            add_progbar=verbose != 0)

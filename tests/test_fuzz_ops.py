@@ -1,0 +1,573 @@
+"""Fuzzing of the kernel ops: every example gives the float64 reference result or a clean
+TypeError / ValueError naming the argument (see tests/_fuzz.py).
+
+The registry OPS lists each op under test with the function that draws its examples; adding
+an op means adding one draw function and one entry. Each entry runs _fuzz.EXAMPLES examples
+(1000 in CI, FASTNN_FUZZ_EXAMPLES=N for a longer run), on a drawn ISA, thread count and GEMM
+path.
+"""
+
+import _fuzz
+import _reference_lstm as lstm_reference
+import numpy as np
+import pytest
+from _fuzz import F32, Case, FuzzOp
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import fastnn
+from fastnn import _kernels, ops
+
+
+def _is_f32_array(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype == np.float32
+
+
+def _operand(data, shape, label, layouts=_fuzz.LAYOUTS):
+    """An operand: a float32 array in a random layout, or sometimes (about 1 in 10) a wrong
+    dtype, a wrong rank or not an array at all."""
+    if _fuzz.rare(data, 100, f"{label} not an array"):
+        return data.draw(st.sampled_from((None, 1.5, [[1.0, 2.0]], "x")), label=label)
+    if _fuzz.rare(data, 100, f"{label} wrong rank"):
+        rank = data.draw(st.sampled_from((0, 1, 3)), label=f"{label} rank")
+        shape = (shape + (2, 3))[:rank]
+    dtype = _fuzz.maybe_wrong_dtype(data, label, 16)
+    return _fuzz.array(data, shape, dtype, specials=True, layouts=layouts, label=label)
+
+
+def _check_operand(case, x, name):
+    """Records the errors an operand's own defects allow. Returns False if it is unusable."""
+    if not _is_f32_array(x):
+        case.expect(TypeError, name)
+        if isinstance(x, np.ndarray) and x.ndim != 2:
+            case.expect(ValueError, name)
+        return False
+    if x.ndim != 2:
+        case.expect(ValueError, name)
+        return False
+    return True
+
+
+def _out_array(data, shape, inputs, prefill=np.nan):
+    """None, a good out array, or (1 in 10) a defective one: wrong dtype, shape, layout,
+    read-only, unaligned, or overlapping an input."""
+    if data.draw(st.booleans(), label="no out"):
+        return None
+    if not _fuzz.rare(data, 10, "bad out"):
+        out = np.empty(shape, F32)
+        out.fill(prefill)
+        return out
+    defect = data.draw(st.sampled_from(("dtype", "shape", "F", "readonly", "unaligned",
+                                        "overlap", "sliced")), label="out defect")
+    if defect == "dtype":
+        return np.zeros(shape, data.draw(st.sampled_from(_fuzz.WRONG_DTYPES)))
+    if defect == "shape":
+        return np.zeros((shape[0] + 1, shape[1]), F32)
+    if defect == "F":
+        return np.zeros(shape, F32, order="F")
+    if defect == "readonly":
+        out = np.zeros(shape, F32)
+        out.flags.writeable = False
+        return out
+    if defect == "unaligned":
+        return _fuzz.lay_out(data, np.full(shape, prefill, F32), "unaligned")
+    if defect == "sliced":
+        return _fuzz.lay_out(data, np.full(shape, prefill, F32), "sliced")
+    # overlap: a view of an input's own buffer, when it is a big enough writeable array
+    for x in inputs:
+        if _is_f32_array(x) and x.flags.writeable and x.base is None and \
+                x.flags.c_contiguous and x.size >= shape[0] * shape[1] > 0:
+            return x.reshape(-1)[:shape[0] * shape[1]].reshape(shape)
+    return None
+
+
+def _check_out(case, out, shape, inputs, name="out"):
+    """Records the errors a defective out allows; True if out is usable."""
+    if out is None:
+        return True
+    if not _is_f32_array(out):
+        case.expect(TypeError, name)
+        return False
+    ok = True
+    if out.shape != shape:
+        case.expect(ValueError, name)
+        ok = False
+    if not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
+        case.expect(ValueError, name)
+        ok = False
+    if any(_is_f32_array(x) and np.may_share_memory(out, x) for x in inputs if x is not None):
+        case.expect(ValueError, name)
+        ok = False
+    return ok
+
+
+# --- matmul (lenient public op) ----------------------------------------------------------------
+
+def draw_matmul(data) -> Case:
+    m, k, n = (data.draw(_fuzz.dims(), label=d) for d in "mkn")
+    k_b = k + 1 if _fuzz.rare(data, 50, "mismatch") else k
+    a = _operand(data, (m, k), "a")
+    b = _operand(data, (k_b, n), "b")
+    out = _out_array(data, (m, n), (a, b))
+    case = Case(call=lambda: ops.matmul(a, b, out=out), check=None, op="matmul")
+    usable = _check_operand(case, a, "a") & _check_operand(case, b, "b")
+    if usable and a.shape[1] != b.shape[0]:
+        case.expect(ValueError, "a")
+        case.expect(ValueError, "b")
+        usable = False
+    if usable and out is not None and not _check_out(case, out, (m, n), (a, b)):
+        usable = False
+    elif not usable and out is not None and not _is_f32_array(out):
+        case.expect(TypeError, "out")
+    if not usable:
+        case.check = lambda result: None
+        return case
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    a_before, b_before = a.copy(), b.copy()
+
+    def check(result):
+        _fuzz.assert_close(result, _fuzz.matmul64(a64, b64), _fuzz.gemm_bound(a64, b64, k),
+                           "matmul")
+        assert out is None or result is out, "matmul: the result is not the given out"
+        np.testing.assert_array_equal(a, a_before)  # inputs untouched
+        np.testing.assert_array_equal(b, b_before)
+
+    case.check = check
+    return case
+
+
+# --- gemm (strict internal kernel, fused epilogue) ----------------------------------------------
+
+GEMM_ACTS = ("linear", "relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu")
+# The strict gemm takes C-ordered operands and row slices; the other layouts must be refused.
+GEMM_LAYOUTS = ("C",) * 6 + ("sliced",) * 2 + _fuzz.LAYOUTS
+
+
+def _rows_contiguous(x) -> bool:
+    rows, cols = x.shape
+    if cols > 1 and x.strides[1] != 4:
+        return False
+    return rows <= 1 or (x.strides[0] >= 4 * cols and x.strides[0] % 4 == 0)
+
+
+def _act_bound(act, act_alpha, z64, bound):
+    """The bound of act(z) given |z error| <= bound: a slope of at most ~1.13 (gelu) or
+    act_alpha, plus the activation's own rounding (libm or vector approximations)."""
+    slope = max(1.13, abs(act_alpha)) if act != "linear" else 1.0
+    y = _fuzz.act64(act, z64, act_alpha)
+    return slope * bound + 64 * _fuzz.EPS32 * np.abs(np.nan_to_num(y)) + 1e-30
+
+
+def draw_gemm(data) -> Case:
+    m, k, n = (data.draw(_fuzz.dims(), label=d) for d in "mkn")
+    ta, tb = data.draw(st.booleans(), label="trans_a"), data.draw(st.booleans(), label="trans_b")
+    alpha = data.draw(st.sampled_from((1.0, -1.0, 0.5, 0.0, 2.5)), label="alpha")
+    act = data.draw(st.sampled_from(GEMM_ACTS), label="act")
+    act_alpha = data.draw(st.sampled_from((0.0, 0.2, 1.0)), label="act_alpha")
+    a_shape = (k, m) if ta else (m, k)
+    b_shape = (n, k) if tb else (k, n)
+    if _fuzz.rare(data, 50, "mismatch"):
+        b_shape = (b_shape[0] + 1, b_shape[1]) if not tb else (b_shape[0], b_shape[1] + 1)
+    a = _operand(data, a_shape, "a", GEMM_LAYOUTS)
+    b = _operand(data, b_shape, "b", GEMM_LAYOUTS)
+    bias = None
+    if data.draw(st.booleans(), label="with bias"):
+        bias_n = n + 1 if _fuzz.rare(data, 50, "bias mismatch") else n
+        bias = _fuzz.array(data, (bias_n,), _fuzz.maybe_wrong_dtype(data, "bias", 50),
+                           layouts=("C",) * 8 + ("sliced", "reversed", "unaligned"),
+                           label="bias")
+    # beta != 0 needs an out array (1 in 20 examples checks that it says so)
+    out = _out_array(data, (m, n), (a, b, bias), np.nan)
+    beta = 0.0
+    if (out is not None and data.draw(st.booleans(), label="with beta")) or \
+            _fuzz.rare(data, 20, "beta without out"):
+        beta = data.draw(st.sampled_from((1.0, 0.5, -2.0)), label="beta")
+    if out is not None and beta != 0.0 and out.shape == (m, n) and out.dtype == F32 and \
+            out.flags.writeable:
+        out[...] = _fuzz.values(data, out.shape)
+    out0 = None if out is None else out.copy()
+    act_index = _kernels.ACTIVATIONS.index(act)
+
+    def call():
+        return _kernels.gemm(a, b, out, trans_a=ta, trans_b=tb, alpha=alpha, beta=beta,
+                             bias=bias, act=act_index, act_alpha=act_alpha)
+
+    case = Case(call=call, check=lambda result: None, op="gemm")
+    usable = _check_operand(case, a, "a") & _check_operand(case, b, "b")
+    for name, x in (("a", a), ("b", b)):
+        if _is_f32_array(x) and x.ndim == 2 and (not _rows_contiguous(x) or
+                                                  not x.flags.aligned):
+            case.expect(ValueError, name)
+            usable = False
+    inner_a = a.shape[0 if ta else 1] if usable else None
+    inner_b = b.shape[1 if tb else 0] if usable else None
+    if usable and inner_a != inner_b:
+        case.expect(ValueError, "a")
+        case.expect(ValueError, "b")
+        usable = False
+    if bias is not None:
+        if not _is_f32_array(bias):
+            case.expect(TypeError, "bias")
+            usable = False
+        elif not usable or bias.shape != (n,) or not bias.flags.c_contiguous or \
+                not bias.flags.aligned:
+            case.expect(ValueError, "bias")
+            usable = usable and bias.shape == (n,) and bias.flags.c_contiguous and \
+                bias.flags.aligned
+    if out is None and beta != 0.0:
+        case.expect(ValueError, "beta")
+        usable = False
+    if out is not None and not _check_out(case, out, (m, n), (a, b, bias)):
+        usable = False
+    if not usable:
+        return case
+    a64 = a.astype(np.float64).T if ta else a.astype(np.float64)
+    b64 = b.astype(np.float64).T if tb else b.astype(np.float64)
+    bias64 = np.zeros(n) if bias is None else bias.astype(np.float64)
+    c0 = np.zeros((m, n)) if beta == 0.0 else out0.astype(np.float64)
+
+    def check(result):
+        with np.errstate(all="ignore"):
+            prod = np.zeros((m, n)) if alpha == 0.0 else alpha * _fuzz.matmul64(a64, b64)
+            z = prod + beta * c0 + bias64
+        bound = (abs(alpha) * _fuzz.gemm_bound(a64, b64, k) + 2 * _fuzz.EPS32 *
+                 (np.abs(np.nan_to_num(beta * c0)) + np.abs(bias64) + np.abs(np.nan_to_num(z))))
+        want = _fuzz.act64(act, z, act_alpha)
+        _fuzz.assert_close(result, want, _act_bound(act, act_alpha, z, bound), "gemm")
+        assert out is None or result is out
+
+    case.check = check
+    return case
+
+
+# --- LSTM (lenient public ops) -------------------------------------------------------------------
+
+LSTM_ACTS = ("tanh", "sigmoid", "relu", "linear")
+# NaN, signed zeros and denormals; no infinities (inf - inf inside a gate is not an IEEE
+# question but the formula's) and no huge values (a linear LSTM would overflow over time).
+LSTM_SPECIALS = (np.nan, 0.0, -0.0, 1e-40, -3e-42)
+
+
+def _lstm_arg(data, shape, label, optional=False, scale=1.0):
+    """An LSTM argument: float32 in any layout, or rarely a wrong dtype, shape or None."""
+    if optional and data.draw(st.booleans(), label=f"{label} given") is False:
+        return None
+    if _fuzz.rare(data, 60, f"{label} wrong shape"):
+        shape = tuple(d + 1 for d in shape) if shape else (1,)
+    dtype = _fuzz.maybe_wrong_dtype(data, label, 60)
+    return _fuzz.array(data, shape, dtype, specials=LSTM_SPECIALS if label == "x" else False,
+                       label=label, scale=scale)
+
+
+def _lstm_problem(data, need_acts=True):
+    batch = data.draw(st.sampled_from((1, 2, 3, 5, 0)), label="batch")
+    time = data.draw(st.sampled_from((1, 2, 3, 7, 0)), label="time")
+    features = data.draw(st.sampled_from((1, 3, 5, 17, 0)), label="features")
+    units = data.draw(st.sampled_from((1, 2, 3, 5, 8, 17, 0)), label="units")
+    act = data.draw(st.sampled_from(LSTM_ACTS), label="activation")
+    ract = data.draw(st.sampled_from(LSTM_ACTS), label="recurrent_activation")
+    if _fuzz.rare(data, 60, "bad activation"):
+        act = data.draw(st.sampled_from(("gelu", "softmax", "Tanh", 3)), label="bad act")
+    # unbounded activations over time: smaller weights keep the values in float32 range
+    scale = 0.5 if {act, ract} & {"relu", "linear"} else 1.0
+    args = {
+        "x": _lstm_arg(data, (batch, time, features), "x"),
+        "kernel": _lstm_arg(data, (features, 4 * units), "kernel", scale=scale),
+        "recurrent_kernel": _lstm_arg(data, (units, 4 * units), "recurrent_kernel",
+                                      scale=scale),
+        "bias": _lstm_arg(data, (4 * units,), "bias", optional=True),
+        "h0": _lstm_arg(data, (batch, units), "h0", optional=True),
+        "c0": _lstm_arg(data, (batch, units), "c0", optional=True),
+        "recurrent_mask": _lstm_arg(data, (batch, units), "recurrent_mask", optional=True),
+    }
+    flags = {"activation": act, "recurrent_activation": ract,
+             "go_backwards": data.draw(st.booleans(), label="go_backwards"),
+             "return_sequences": data.draw(st.booleans(), label="return_sequences")}
+    return args, flags
+
+
+def _lstm_errors(case, args, flags):
+    """Records the clean errors the arguments allow; True if they are all usable."""
+    ok = True
+    for name, a in args.items():
+        if a is None:
+            if name in ("x", "kernel", "recurrent_kernel"):
+                case.expect(TypeError, name)
+                ok = False
+            continue
+        if not _is_f32_array(a):
+            case.expect(TypeError, name)
+            ok = False
+    for name in ("activation", "recurrent_activation"):
+        if flags[name] not in LSTM_ACTS:
+            case.expect(ValueError, name)
+            ok = False
+    if not ok:
+        return False
+    x, rkernel = args["x"], args["recurrent_kernel"]
+    shapes_ok = x.ndim == 3 and rkernel.ndim == 2 and rkernel.shape[1] == 4 * rkernel.shape[0]
+    if shapes_ok:
+        units = rkernel.shape[0]
+        expected = {"kernel": (x.shape[2], 4 * units), "bias": (4 * units,),
+                    "h0": (x.shape[0], units), "c0": (x.shape[0], units),
+                    "recurrent_mask": (x.shape[0], units)}
+        for name, shape in expected.items():
+            if args[name] is not None and args[name].shape != shape:
+                case.expect(ValueError, name)
+                case.expect(ValueError, "h_mask")  # the strict wrapper's name for it
+                shapes_ok = False
+    if not shapes_ok:
+        for name in args:
+            case.expect(ValueError, name)
+        return False
+    return True
+
+
+def _lstm_bound(want, time):
+    return 1e-4 * np.sqrt(time + 1.0) * (1.0 + np.abs(np.nan_to_num(want)).max(initial=0.0))
+
+
+def draw_lstm_forward(data) -> Case:
+    args, flags = _lstm_problem(data)
+    training = data.draw(st.booleans(), label="training")
+
+    def call():
+        return ops.lstm_forward(**args, training=training, **flags)
+
+    case = Case(call=call, check=lambda result: None, op="lstm_forward", also=("lstm_fwd",))
+    if not _lstm_errors(case, args, flags):
+        return case
+    x = args["x"]
+    want_y, want_h, want_c, _ = lstm_reference.ref_lstm(
+        x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], args["c0"],
+        flags["activation"], flags["recurrent_activation"], flags["go_backwards"],
+        args["recurrent_mask"])
+    # linear/relu gates can grow without bound over time; float32 overflow is not the question
+    assume(np.abs(np.nan_to_num(np.concatenate([want_y.ravel(), want_c.ravel()]))).max(
+        initial=0.0) < 1e6)
+
+    def check(result):
+        outputs, h_last, c_last, cache = result
+        bound = _lstm_bound(want_y, x.shape[1])
+        want_out = want_y if flags["return_sequences"] else want_h
+        _fuzz.assert_close(outputs, want_out, bound, "lstm_forward outputs")
+        _fuzz.assert_close(h_last, want_h, bound, "lstm_forward h_last")
+        _fuzz.assert_close(c_last, want_c, _lstm_bound(want_c, x.shape[1]),
+                           "lstm_forward c_last")
+        assert (cache is not None) == training
+
+    case.check = check
+    return case
+
+
+def draw_lstm_backward(data) -> Case:
+    args, flags = _lstm_problem(data)
+    case = Case(call=None, check=lambda result: None, op="lstm_backward",
+                also=("lstm_bwd", "lstm_forward", "lstm_fwd"))
+    usable = _lstm_errors(case, args, flags)
+    if not usable:  # the forward refuses: covered by draw_lstm_forward
+        case.call = lambda: ops.lstm_forward(**args, training=True, **flags)
+        return case
+    # no NaN in backward examples: NaN * 0 in a saturated gate's derivative is not a contract
+    x = np.nan_to_num(np.asarray(args["x"]), nan=0.5)
+    args = {**args, "x": x}
+    _, _, _, cache = ops.lstm_forward(**args, training=True, **flags)
+    batch, time, units = x.shape[0], x.shape[1], args["recurrent_kernel"].shape[0]
+    out_shape = (batch, time, units) if flags["return_sequences"] else (batch, units)
+    grads_in = {
+        "d_outputs": _lstm_arg(data, out_shape, "d_outputs", optional=True),
+        "dh_last": _lstm_arg(data, (batch, units), "dh_last", optional=True),
+        "dc_last": _lstm_arg(data, (batch, units), "dc_last", optional=True),
+    }
+    need_dx = data.draw(st.booleans(), label="need_dx")
+    reuse = _fuzz.rare(data, 30, "reuse the cache")
+    bad_cache = _fuzz.rare(data, 60, "not a cache")
+
+    def call():
+        if reuse:
+            ops.lstm_backward(cache, need_dx=need_dx)
+        return ops.lstm_backward(("x",) if bad_cache else cache, **grads_in, need_dx=need_dx)
+
+    case.call = call
+    if bad_cache:
+        case.expect(TypeError, "cache")
+        return case
+    if reuse:
+        case.expect(ValueError, "cache")
+        return case
+    ok = True
+    for name, g in grads_in.items():
+        if g is None:
+            continue
+        if not _is_f32_array(g):
+            case.expect(TypeError, name)
+            ok = False
+        elif g.shape != (out_shape if name == "d_outputs" else (batch, units)):
+            case.expect(ValueError, name)
+            case.expect(ValueError, {"d_outputs": "dy"}.get(name, name))
+            ok = False
+    if not ok:
+        return case
+    d_out = grads_in["d_outputs"]
+    dy = d_out if flags["return_sequences"] else None
+    dh_last = grads_in["dh_last"]
+    if d_out is not None and not flags["return_sequences"]:
+        dh_last = d_out if dh_last is None else d_out.astype(np.float64) + dh_last
+    want = lstm_reference.ref_lstm_grads(
+        x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], args["c0"],
+        None if dy is None else np.asarray(dy, np.float64), dh_last, grads_in["dc_last"],
+        flags["activation"], flags["recurrent_activation"], flags["go_backwards"],
+        args["recurrent_mask"])
+    assume(all(np.abs(g).max(initial=0.0) < 1e6 for g in want))
+
+    def check(grads):
+        names = ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0", "dc0")
+        present = (need_dx, True, True, args["bias"] is not None, args["h0"] is not None,
+                   args["c0"] is not None)
+        for name, got, ref, there in zip(names, grads, want, present):
+            if not there:
+                assert got is None, f"lstm_backward: {name} computed though not asked for"
+                continue
+            _fuzz.assert_close(got, ref, _lstm_bound(ref, time), f"lstm_backward {name}")
+
+    case.check = check
+    return case
+
+
+# --- activations (public functions, lenient) and the strict act_fwd / act_bwd kernels -------
+
+ALL_ACTS = ("linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu")
+
+
+def _act_shape(data):
+    rank = data.draw(st.sampled_from((1, 2, 2, 3, 0)), label="rank")
+    return tuple(data.draw(_fuzz.dims(large=False), label="dim") for _ in range(rank))
+
+
+def _act_forward_bound(act, want):
+    """A few ulps of the result (vector exp/erf approximations), relative; softmax rows and
+    elu/gelu near their zeros also get an absolute eps."""
+    return 64 * _fuzz.EPS32 * np.abs(np.nan_to_num(want)) + 4 * _fuzz.EPS32 * (
+        act in ("softmax", "elu", "gelu", "sigmoid", "tanh")) + 1e-37
+
+
+def draw_activations(data) -> Case:
+    name = data.draw(st.sampled_from(ALL_ACTS), label="activation")
+    alpha = data.draw(st.sampled_from((0.2, 0.0, 1.0, 0.5)), label="alpha")
+    dtype = data.draw(st.sampled_from((F32,) * 6 + (np.float64, np.float16, np.int32, np.bool_)),
+                      label="dtype")
+    x = _fuzz.array(data, _act_shape(data), dtype, specials=True, label="x")
+    fn = getattr(fastnn.activations, name)
+    kwargs = {"leaky_relu": {"negative_slope": alpha}, "elu": {"alpha": alpha}}.get(name, {})
+    case = Case(call=lambda: fn(x, **kwargs), check=None, op=name)
+    with np.errstate(over="ignore"):
+        x32 = np.asarray(x, dtype=F32)
+    want = _fuzz.act64(name, x32, alpha if kwargs else 0.0)
+
+    def check(result):
+        _fuzz.assert_close(result, want, _act_forward_bound(name, want), name)
+        assert result is not x
+
+    case.check = check
+    return case
+
+
+def draw_act_fwd(data) -> Case:
+    name = data.draw(st.sampled_from(ALL_ACTS), label="act")
+    alpha = data.draw(st.sampled_from((0.2, 0.0, 1.0)), label="act_alpha")
+    x = _operand(data, _act_shape(data), "x", ("C",) * 6 + _fuzz.LAYOUTS)
+    where = data.draw(st.sampled_from(("new", "out", "in place")), label="out")
+    out = None
+    if _is_f32_array(x) and where == "out":
+        out = _out_array(data, x.shape, (x,)) if x.ndim == 2 else np.empty(x.shape, F32)
+    elif where == "in place" and _is_f32_array(x) and x.flags.writeable:
+        out = x
+    x_before = np.array(x) if _is_f32_array(x) else None
+    act_code = _kernels.ACTIVATIONS.index(name)
+    case = Case(call=lambda: _kernels.act_fwd(x, out, act=act_code, act_alpha=alpha),
+                check=lambda result: None, op="act_fwd")
+    if not _is_f32_array(x):
+        case.expect(TypeError, "x")
+        return case
+    if not x.flags.c_contiguous or not x.flags.aligned:
+        case.expect(ValueError, "x")
+        return case
+    if out is not None and out is not x and not _check_out(case, out, x.shape, (x,)):
+        return case
+    want = _fuzz.act64(name, x_before, alpha)
+
+    def check(result):
+        _fuzz.assert_close(result, want, _act_forward_bound(name, want), "act_fwd")
+        assert out is None or result is out
+
+    case.check = check
+    return case
+
+
+def draw_act_bwd(data) -> Case:
+    name = data.draw(st.sampled_from(ALL_ACTS), label="act")
+    alpha = data.draw(st.sampled_from((0.2, 0.0, 1.0)), label="act_alpha")
+    shape = _act_shape(data)
+    preact = np.asarray(_fuzz.values(data, shape, F32))
+    y = np.asarray(_fuzz.act64(name, preact, alpha), F32)
+    dy = _operand(data, shape, "dy", ("C",) * 6 + _fuzz.LAYOUTS)
+    give_y = name != "gelu" or data.draw(st.booleans(), label="give y")
+    give_preact = name == "gelu" or data.draw(st.booleans(), label="give preact")
+    if _fuzz.rare(data, 40, "drop the needed input"):
+        give_y, give_preact = (True, False) if name == "gelu" else (False, True)
+    in_place = data.draw(st.booleans(), label="in place") and _is_f32_array(dy) and \
+        dy.flags.writeable and dy.flags.c_contiguous and dy.flags.aligned
+    dy_before = np.array(dy) if _is_f32_array(dy) else None
+    act_code = _kernels.ACTIVATIONS.index(name)
+
+    def call():
+        return _kernels.act_bwd(y if give_y else None, dy, dy if in_place else None,
+                                act=act_code, act_alpha=alpha,
+                                preact=preact if give_preact else None)
+
+    case = Case(call=call, check=lambda result: None, op="act_bwd")
+    if not _is_f32_array(dy):
+        case.expect(TypeError, "dy")
+        return case
+    if dy.shape != shape:
+        case.expect(ValueError, "dy")
+        case.expect(ValueError, "y")
+        case.expect(ValueError, "preact")
+        return case
+    if not dy.flags.c_contiguous or not dy.flags.aligned:
+        case.expect(ValueError, "dy")
+        return case
+    if (name == "gelu" and not give_preact) or (name != "gelu" and not give_y):
+        case.expect(ValueError, "preact" if name == "gelu" else "y")
+        return case
+    want = _fuzz.act64_grad(name, preact, dy_before.astype(np.float64), alpha)
+
+    def check(result):
+        bound = 64 * _fuzz.EPS32 * (np.abs(np.nan_to_num(want)) +
+                                    np.abs(np.nan_to_num(dy_before))) + 1e-37
+        _fuzz.assert_close(result, want, bound, "act_bwd")
+        assert not in_place or result is dy
+
+    case.check = check
+    return case
+
+
+OPS = [
+    FuzzOp("matmul", draw_matmul),
+    FuzzOp("gemm", draw_gemm),
+    FuzzOp("lstm_forward", draw_lstm_forward, requires=("lstm_forward",)),
+    FuzzOp("lstm_backward", draw_lstm_backward, requires=("lstm_backward",)),
+    FuzzOp("activations", draw_activations),
+    FuzzOp("act_fwd", draw_act_fwd, requires=("act_fwd",)),
+    FuzzOp("act_bwd", draw_act_bwd, requires=("act_bwd",)),
+]
+
+
+@pytest.mark.parametrize("op", OPS, ids=str)
+@_fuzz.FUZZ
+@given(data=st.data())
+def test_fuzz_op(op, data):
+    if not op.available():
+        pytest.skip(f"{op.name} is not in this build yet")
+    with _fuzz.kernel_config(data):
+        _fuzz.run_case(op.draw(data))
