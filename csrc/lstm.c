@@ -271,6 +271,36 @@ static void copy_or_zero(float *dst, const float *src, int64_t n) {
         memset(dst, 0, (size_t)n * sizeof(float));
 }
 
+/* Packs rows [b0, b1) of a row-major matrix (row b at src + b * ld), columns [c0, c1), times
+ * mask (row b at mask + b * ld_mask; NULL: none), into the packed A panels of a micro-kernel:
+ * element (b, c) goes to ap[(b / mr) * a_panel + c * mr + b % mr]. Rows go four at a time
+ * where a panel allows, so each packed cache line is filled in a quarter of the passes. */
+static void pack_rows(const float *src, int64_t ld, const float *mask, int64_t ld_mask,
+                      int64_t b0, int64_t b1, int64_t c0, int64_t c1, int64_t mr, float *ap,
+                      int64_t a_panel) {
+    for (int64_t b = b0; b < b1;) {
+        float *dst = ap + (b / mr) * a_panel + b % mr;
+        const float *s0 = src + b * ld;
+        if (b % mr + 4 <= mr && b + 4 <= b1 && mask == NULL) {
+            const float *s1 = s0 + ld, *s2 = s1 + ld, *s3 = s2 + ld;
+            for (int64_t c = c0; c < c1; c++) {
+                float *d = dst + c * mr;
+                d[0] = s0[c];
+                d[1] = s1[c];
+                d[2] = s2[c];
+                d[3] = s3[c];
+            }
+            b += 4;
+        } else {
+            if (mask != NULL)
+                for (int64_t c = c0; c < c1; c++) dst[c * mr] = s0[c] * mask[b * ld_mask + c];
+            else
+                for (int64_t c = c0; c < c1; c++) dst[c * mr] = s0[c];
+            b += 1;
+        }
+    }
+}
+
 #ifdef _OPENMP
 #define THREAD_ID() omp_get_thread_num()
 #else
@@ -384,16 +414,11 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
                     if (cx->c_last != NULL)
                         memcpy(cx->c_last + b * H + j0, c_out + j0,
                                (size_t)(j1 - j0) * sizeof(float));
-                } else { /* h_s (times the mask) into the next step's packed A panel */
-                    float *dst = cx->ap[(s + 1) & 1] + (b / mr) * cx->a_panel + b % mr;
-                    if (cx->h_mask != NULL) {
-                        const float *mask = cx->h_mask + b * H;
-                        for (int64_t j = j0; j < j1; j++) dst[j * mr] = h_out[j] * mask[j];
-                    } else {
-                        for (int64_t j = j0; j < j1; j++) dst[j * mr] = h_out[j];
-                    }
                 }
             }
+            if (s < T - 1) /* h_s (times the mask) into the next step's packed A panel */
+                pack_rows(cx->y != NULL ? cx->y + s * H : cx->hbuf, cx->y != NULL ? T * H : H,
+                          cx->h_mask, H, b0, b1, j0, j1, mr, cx->ap[(s + 1) & 1], cx->a_panel);
         }
         if (s < T - 1) {
 #pragma omp barrier
@@ -562,12 +587,11 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
                 cx->kt->lstm_bwd_row(nj, d->activation, d->recurrent_activation, zrow + j0, H,
                                      c + j0, c_prev + j0, dy, cx->dh + b * H + j0,
                                      cx->dc + b * H + j0);
-                if (need_dh || cx->dx != NULL) { /* dz_s into this step's packed A panel */
-                    float *dst = ap + (b / mr) * cx->a_panel + b % mr;
-                    for (int64_t q = 0; q < 4; q++)
-                        for (int64_t j = q * H + j0; j < q * H + j1; j++) dst[j * mr] = zrow[j];
-                }
             }
+            if (need_dh || cx->dx != NULL) /* dz_s into this step's packed A panel */
+                for (int64_t q = 0; q < 4; q++)
+                    pack_rows(cx->gates + tau * G, T * G, NULL, 0, b0, b1, q * H + j0,
+                              q * H + j1, mr, ap, cx->a_panel);
         }
 #pragma omp barrier
         /* dh_{s-1} = dz_s @ U^T for this tile; dx[:, tau] = dz_s @ kernel^T for its input
