@@ -200,6 +200,11 @@ def lstm_backward(
                     f"{op}: d_outputs must have shape {state_shape} "
                     f"(batch, units), received {d_outputs.shape}"
                 )
+            if dh_last is not None and dh_last.shape != state_shape:
+                raise ValueError(
+                    f"{op}: dh_last must have shape {state_shape} "
+                    f"(batch, units), received {dh_last.shape}"
+                )
             dh_last = d_outputs if dh_last is None else d_outputs + dh_last
     grads = _kernels.lstm_bwd(
         cache.x,

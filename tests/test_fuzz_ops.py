@@ -413,6 +413,15 @@ def draw_lstm_backward(data) -> Case:
     dh_last = grads_in["dh_last"]
     if d_out is not None and not flags["return_sequences"]:
         dh_last = d_out if dh_last is None else d_out.astype(np.float64) + dh_last
+    # The kernel runs in float32: with unbounded (linear, relu) gates the products over time can
+    # overflow float32 where the float64 reference stays finite (then 0 * inf = NaN in dkernel
+    # while the reference says 0). Compare only examples whose forward gates and states stay
+    # small enough that no backward product can leave float32's range.
+    _, _, _, steps = lstm_reference.ref_lstm(
+        x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], args["c0"],
+        flags["activation"], flags["recurrent_activation"], flags["go_backwards"],
+        args["recurrent_mask"])
+    assume(all(np.abs(v).max(initial=0.0) < 1e2 for step in steps for v in step))
     want = lstm_reference.ref_lstm_grads(
         x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], args["c0"],
         None if dy is None else np.asarray(dy, np.float64), dh_last, grads_in["dc_last"],
