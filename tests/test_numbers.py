@@ -1,8 +1,12 @@
 """IEEE numbers through fastnn: NaN and inf propagate (relu(NaN) is NaN, 0 * inf is NaN inside a
-matmul, as NumPy computes it), TerminateOnNaN stops a diverging fit, and denormal inputs give
-IEEE (gradual-underflow) results: the kernels do not flush them to zero. How fast denormals run
-is measured in bench/bench_denormals.py, not asserted here."""
+matmul, as NumPy computes it), TerminateOnNaN stops a diverging fit, and denormals are flushed
+to zero inside the kernels by default (fastnn.set_flush_denormals), with IEEE gradual underflow
+on request; normal numbers give the same bits in both modes. How fast denormals run is
+measured in bench/bench_denormals.py, not asserted here."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -93,9 +97,17 @@ def test_terminate_on_nan_stops_a_diverging_fit(rng):
     assert len(losses) < 256 // 8
 
 
+@pytest.fixture
+def ieee_denormals():
+    before = keras.get_flush_denormals()
+    keras.set_flush_denormals(False)
+    yield
+    keras.set_flush_denormals(before)
+
+
 @pytest.mark.parametrize("scale", [1e-39, 1e-42])
-def test_denormals_are_not_flushed(isa, rng, scale):
-    """Denormal inputs and denormal products keep their IEEE values (no FTZ/DAZ)."""
+def test_ieee_mode_keeps_denormals(isa, rng, scale, ieee_denormals):
+    """set_flush_denormals(False): denormal inputs and products keep their IEEE values."""
     a = (rng.standard_normal((20, 33)) * scale).astype(np.float32)
     b = rng.standard_normal((33, 17)).astype(np.float32)
     assert (np.abs(a[a != 0]) < np.finfo(np.float32).tiny).all()  # all denormal
@@ -108,3 +120,48 @@ def test_denormals_are_not_flushed(isa, rng, scale):
     tiny = np.full(4, np.finfo(np.float32).tiny, np.float32)
     half = ops.matmul(tiny[None, :], np.full((4, 1), 0.125, np.float32))  # 4 * tiny / 8
     assert half[0, 0] == np.float32(np.finfo(np.float32).tiny / 2)
+
+
+def test_default_mode_flushes_denormals_only(isa, n_threads, rng):
+    """By default (as TensorFlow) the kernels run with flush-to-zero / denormals-are-zero:
+    denormal inputs read as zero, results below 2^-126 become zero; normal numbers give the
+    same bits as in IEEE mode; and the caller's own floating-point mode (NumPy's) is intact."""
+    assert keras.get_flush_denormals()
+    a = (rng.standard_normal((300, 200)) * 1e-39).astype(np.float32)
+    b = rng.standard_normal((200, 300)).astype(np.float32)
+    assert not ops.matmul(a, b).any()                       # every product read as 0 * b
+    tiny = np.full(4, np.finfo(np.float32).tiny, np.float32)
+    assert ops.matmul(tiny[None, :], np.full((4, 1), 0.125, np.float32))[0, 0] == 0.0
+    sig = _kernels.act_fwd(np.array([-90.0, -10.0], np.float32), act=2)   # sigmoid
+    assert sig[0] == 0.0 and sig[1] == np.float32(1 / (1 + np.exp(10.0)))
+    # normal numbers: the same bits in both modes, through matmul and a whole model
+    x = rng.standard_normal((64, 96)).astype(np.float32)
+    w = rng.standard_normal((96, 512)).astype(np.float32)
+    model = keras.Sequential([keras.Input((96,)), keras.layers.Dense(32, activation="gelu"),
+                              keras.layers.Dense(10)])
+    flushed = ops.matmul(x, w), model.predict(x, verbose=0)
+    keras.set_flush_denormals(False)
+    try:
+        ieee = ops.matmul(x, w), model.predict(x, verbose=0)
+    finally:
+        keras.set_flush_denormals(True)
+    for got, want in zip(flushed, ieee):
+        np.testing.assert_array_equal(got, want)
+    # the calling thread is back in IEEE mode: NumPy still produces denormals
+    assert np.float32(1e-20) * np.float32(1e-20) != 0.0
+
+
+def test_flush_denormals_setting_errors():
+    with pytest.raises(TypeError, match="set_flush_denormals: enabled must be a bool, received "
+                                        "int"):
+        keras.set_flush_denormals(1)
+    env = {**os.environ, "FASTNN_FLUSH_DENORMALS": "maybe"}
+    res = subprocess.run([sys.executable, "-c", "import fastnn"], capture_output=True,
+                         text=True, env=env, timeout=60, check=False)
+    assert res.returncode != 0
+    assert "FASTNN_FLUSH_DENORMALS='maybe' is not valid; valid choices: 1, 0" in res.stderr
+    env["FASTNN_FLUSH_DENORMALS"] = "0"
+    code = "import fastnn; print(fastnn.get_flush_denormals())"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=60, check=False)
+    assert res.stdout.strip() == "False", res.stderr
