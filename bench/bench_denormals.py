@@ -9,8 +9,9 @@ kernels, per thread, by default (fastnn.set_flush_denormals; csrc/internal.h say
     pytest bench/bench_denormals.py            # the flushing cases under pytest-benchmark
 
 Cases: a 256^3 matmul whose A is denormal (every product and partial sum is denormal); one whose
-A and B are normal but tiny (1e-20: every product underflows); the element-wise activations over
-1 M denormal inputs. One thread, minimum of repeated runs.
+A and B are normal but tiny (1e-20: every product underflows); a 3x3 convolution and an average
+pooling of denormal images (8x32x32x32); the element-wise activations over 1 M denormal inputs.
+One thread, minimum of repeated runs.
 """
 
 from __future__ import annotations
@@ -37,15 +38,20 @@ def _inputs(kind: str):
     b = rng.standard_normal((SIZE, SIZE)).astype(np.float32)
     a2, b2 = (tiny * a / scale).astype(np.float32), (tiny * b).astype(np.float32)
     x = (rng.standard_normal((ELEMENTS // 64, 64)) * scale).astype(np.float32)
-    return a, b, a2, b2, x
+    img = (rng.standard_normal((8, 32, 32, 32)) * scale).astype(np.float32)
+    return a, b, a2, b2, x, img
 
 
 def cases(kind: str) -> dict:
     """{name: zero-argument callable} on normal or denormal inputs."""
-    a, b, a2, b2, x = _inputs(kind)
+    a, b, a2, b2, x, img = _inputs(kind)
     out, y = np.empty((SIZE, SIZE), np.float32), np.empty_like(x)
+    filt = np.random.default_rng(1).standard_normal((3, 3, 32, 64)).astype(np.float32)
     calls = {f"matmul {SIZE}^3": lambda: ops.matmul(a, b, out=out),
              "matmul underflow": lambda: ops.matmul(a2, b2, out=out)}
+    if hasattr(ops, "conv2d"):
+        calls["conv2d 3x3 32->64"] = lambda: ops.conv2d(img, filt, padding="same")
+        calls["avg_pool2d 2x2"] = lambda: ops.avg_pool2d(img)
     for act in ACTS:
         code = _kernels.ACTIVATIONS.index(act)
         calls[f"act {act} 1M"] = lambda code=code: _kernels.act_fwd(x, y, act=code)

@@ -33,8 +33,9 @@
  * MXCSR is per thread: every thread that runs kernel code calls fnn_fp_enter() before and
  * fnn_fp_leave() after, inside each parallel region (OpenMP threads are shared with other
  * libraries) and around serial work on the caller's thread, which gets its mode back. The
- * four places: gemm_part (gemm.c), fnn_parallel_ranges (eltwise.c: element-wise, loss,
- * optimizer and dropout kernels), the LSTM forward and backward threads (lstm.c). */
+ * places: gemm_part (gemm.c), fnn_parallel_ranges (eltwise.c: element-wise, loss, optimizer
+ * and dropout kernels), the LSTM threads (lstm.c), the conv2d / winograd / wgrad regions and
+ * the pooling loops. A new parallel region (or serial kernel loop) does the same. */
 extern volatile int fnn_flush_denormals_flag; /* dispatch.c; fnn_set_flush_denormals() */
 #if defined(FNN_X86_64)
 #include <xmmintrin.h>
