@@ -35,6 +35,18 @@ def _lstm_model(seed=0):
                              keras.layers.LSTM(6), keras.layers.Dense(3)])
 
 
+def _conv_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(8, 3, activation="gelu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4),
+    ])
+
+
 def _run_threads(work, count=N_THREADS):
     """Runs work(i) on `count` threads released together; re-raises the first error."""
     barrier = threading.Barrier(count)
@@ -56,7 +68,7 @@ def _run_threads(work, count=N_THREADS):
         raise errors[0]
 
 
-@pytest.mark.parametrize("make", [_model, _lstm_model], ids=["dense", "lstm"])
+@pytest.mark.parametrize("make", [_model, _lstm_model, _conv_model], ids=["dense", "lstm", "conv"])
 def test_shared_model_from_8_threads_gives_serial_results(make, rng):
     """predict, predict_on_batch and __call__ on one model, matmul beside them: each thread
     gets exactly what it gets alone. Batches differ per thread (sizes too: different buffer
@@ -101,7 +113,7 @@ def _train(threads, make, x, y, loss):
         keras.set_num_threads(before)
 
 
-@pytest.mark.parametrize("make", [_model, _lstm_model], ids=["dense", "lstm"])
+@pytest.mark.parametrize("make", [_model, _lstm_model, _conv_model], ids=["dense", "lstm", "conv"])
 def test_training_is_bitwise_identical_at_any_thread_count(make, rng):
     """Same seed, 1, 2 or 3 threads: the same bits (every reduction splits in a fixed way).
     Batches of 256 through 384 -> 512 make GEMMs of 50 M multiply-adds, which run on 3
@@ -111,9 +123,13 @@ def test_training_is_bitwise_identical_at_any_thread_count(make, rng):
         x = rng.standard_normal((512, 384)).astype(np.float32)
         loss = "sparse_categorical_crossentropy"
         y = rng.integers(0, 10, 512)
-    else:
+    elif make is _lstm_model:
         x = rng.standard_normal((512, 7, 5)).astype(np.float32)
         y = rng.standard_normal((512, 3)).astype(np.float32)
+        loss = "mse"
+    else:
+        x = rng.standard_normal((512, 12, 12, 3)).astype(np.float32)
+        y = rng.standard_normal((512, 4)).astype(np.float32)
         loss = "mse"
     reference = _train(1, make, x, y, loss)
     for threads in (2, 3):
@@ -131,16 +147,22 @@ FORK_MODEL = textwrap.dedent("""
                               keras.layers.Dense(64),
                               keras.layers.Dense(10, activation="softmax")])
     seq = keras.Sequential([keras.Input((9, 4)), keras.layers.LSTM(16), keras.layers.Dense(2)])
+    cnn = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(32, 3, padding="same"),
+                            keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+                            keras.layers.Dense(3)])
     x = np.random.default_rng(1).standard_normal((300, 256)).astype(np.float32)
     xs = np.random.default_rng(2).standard_normal((40, 9, 4)).astype(np.float32)
+    xi = np.random.default_rng(4).standard_normal((64, 16, 16, 3)).astype(np.float32)
     big = np.random.default_rng(3).standard_normal((600, 600)).astype(np.float32)
     keras.ops.matmul(big, big)                  # parallel regions in the parent (2 threads)
     want, want_seq = model.predict(x, verbose=0), seq.predict(xs, verbose=0)
+    want_cnn = cnn.predict(xi, batch_size=64, verbose=0)   # conv regions in the parent too
 
     def child(depth):
         signal.alarm(5)                         # the forward passes must finish in < 5 s
         ok = np.array_equal(model.predict(x, verbose=0), want)
         ok = ok and np.array_equal(seq.predict(xs, verbose=0), want_seq)
+        ok = ok and np.array_equal(cnn.predict(xi, batch_size=64, verbose=0), want_cnn)
         ok = ok and np.array_equal(keras.ops.matmul(big, big), keras.ops.matmul(big, big))
         if depth == 1:                          # the grandchild too
             pid = os.fork()
