@@ -141,6 +141,7 @@ static fnn_status run_jobs(const fnn_conv_cfg *cc, conv_job *jobs, int64_t njobs
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (nt > 1)
 #endif
     {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ, see internal.h */
         float *buf = fnn_malloc((size_t)buf_floats * sizeof(float));
         if (buf == NULL) failed = 1;
         int64_t t0 = 0, t1 = ntasks;
@@ -164,6 +165,7 @@ static fnn_status run_jobs(const fnn_conv_cfg *cc, conv_job *jobs, int64_t njobs
             }
         }
         fnn_free(buf);
+        fnn_fp_leave(fp);
     }
     return failed ? FNN_ERR_NOMEM : FNN_OK;
 }

@@ -114,6 +114,7 @@ fnn_status fnn_conv2d_bwd_filter_f32(const fnn_conv2d_desc *d, const float *x, c
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (nt > 1)
 #endif
     {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ, see internal.h */
         float *buf = fnn_malloc((size_t)j.buf_floats * sizeof(float));
         if (buf == NULL) failed = 1;
         int tid = 0, tn = 1;
@@ -151,6 +152,7 @@ fnn_status fnn_conv2d_bwd_filter_f32(const fnn_conv2d_desc *d, const float *x, c
                 }
             }
         }
+        fnn_fp_leave(fp);
     }
     fnn_free(part);
     conv_job_free(&j);

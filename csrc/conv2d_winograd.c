@@ -134,6 +134,7 @@ static fnn_status wino_conv(const float *src, int64_t batch, int64_t h, int64_t 
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (nt > 1)
 #endif
     {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ, see internal.h */
         float *ws = fnn_malloc((size_t)ws_floats * sizeof(float));
         if (ws == NULL) failed = 1;
         int64_t k0 = 0, k1 = ntasks;
@@ -187,6 +188,7 @@ static fnn_status wino_conv(const float *src, int64_t batch, int64_t h, int64_t 
             }
         }
         fnn_free(ws);
+        fnn_fp_leave(fp);
     }
     fnn_free(packed);
     return failed ? FNN_ERR_NOMEM : FNN_OK;
@@ -231,6 +233,7 @@ fnn_status fnn_conv_winograd_bwd_filter(const fnn_conv2d_desc *d, const float *x
 #pragma omp parallel num_threads(nt) reduction(| : failed) if (nt > 1)
 #endif
     {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ, see internal.h */
         int tid = 0, tn = 1;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
@@ -300,6 +303,7 @@ fnn_status fnn_conv_winograd_bwd_filter(const fnn_conv2d_desc *d, const float *x
             }
         }
         if (db != NULL && tid == 0) memcpy(db, part + du_floats, (size_t)c_out * sizeof(float));
+        fnn_fp_leave(fp);
     }
     fnn_free(part);
     return failed ? FNN_ERR_NOMEM : FNN_OK;

@@ -258,6 +258,12 @@ int fnn_openmp_version(void) {
 
 int fnn_in_forked_child(void) { return forked_child; }
 
+volatile int fnn_flush_denormals_flag = 1;
+
+void fnn_set_flush_denormals(int enabled) { fnn_flush_denormals_flag = enabled != 0; }
+
+int fnn_get_flush_denormals(void) { return fnn_flush_denormals_flag; }
+
 void fnn_set_num_threads(int n) { num_threads = n < 1 ? 1 : n; }
 
 int fnn_get_num_threads(void) { return num_threads; }

@@ -47,17 +47,23 @@ void fnn_parallel_ranges(int64_t n, int64_t align, int nt, fnn_range_fn fn, void
     if (n <= 0) return;
     const int64_t step = fnn_round_up(fnn_ceil_div(n, nt > 0 ? nt : 1), align);
     if (nt <= 1 || step >= n) {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ on this thread, see internal.h */
         fn(ctx, 0, n);
+        fnn_fp_leave(fp);
         return;
     }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
     {
+        const unsigned int fp = fnn_fp_enter();
         const int64_t begin = (int64_t)omp_get_thread_num() * step;
         if (begin < n) fn(ctx, begin, FNN_MIN(n, begin + step));
+        fnn_fp_leave(fp);
     }
 #else
+    const unsigned int fp = fnn_fp_enter();
     fn(ctx, 0, n);
+    fnn_fp_leave(fp);
 #endif
 }
 

@@ -52,6 +52,14 @@ int fnn_get_num_threads(void);
  * a team in the child, so every kernel runs on one thread there. */
 int fnn_in_forked_child(void);
 
+/* Denormals (|x| < 2^-126): 1 (the default) runs every kernel with flush-to-zero and
+ * denormals-are-zero, so denormal inputs read as zero and denormal results become zero, and
+ * the kernels keep their speed (a denormal costs a ~100-cycle microcode assist otherwise);
+ * 0 keeps IEEE gradual underflow. Normal numbers give the same bits either way. Set between
+ * calls; the caller's floating-point mode is restored when each kernel returns. */
+void fnn_set_flush_denormals(int enabled);
+int fnn_get_flush_denormals(void);
+
 /* ---------------------------------------------------------------------------------------------
  * Element-wise activations, shared by the GEMM epilogue and the layers.
  * act_alpha is the slope of leaky_relu and the alpha of elu; other activations ignore it.

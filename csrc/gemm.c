@@ -331,11 +331,13 @@ static fnn_status gemm_part(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     if (m0 >= m1 || n0 >= n1) return FNN_OK;
     float *ws = fnn_thread_scratch(FNN_SCRATCH_GEMM, split->ws_floats);
     if (ws == NULL) return FNN_ERR_NOMEM;
+    const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ on this thread, see internal.h */
     switch (split->path) {
     case FNN_GEMM_NARROW: gemm_narrow_block(kt, cfg, p, m0, m1, ws); break;
     case FNN_GEMM_SUP: gemm_sup_block(kt, cfg, p, m0, m1, n0, n1, ws); break;
     default: gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + split->ws_a);
     }
+    fnn_fp_leave(fp);
     return FNN_OK;
 }
 

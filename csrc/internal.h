@@ -23,6 +23,34 @@
 #define FNN_X86_64 1
 #endif
 
+/* ---------------------------------------------------------------------------------------------
+ * Floating-point mode of kernel code: flush-to-zero (FTZ) and denormals-are-zero (DAZ) on,
+ * unless fnn_set_flush_denormals(0) asked for IEEE gradual underflow. Without them a denormal (|x| < 2^-126 = 1.18e-38) input or result costs a microcode assist
+ * of ~100+ cycles per instruction: bench/bench_denormals.py measured matmul 17x (ref) to 190x
+ * (AVX-512) slower and the activations up to 60x slower on denormal inputs (Sapphire Rapids).
+ * With them, numbers in the normal range give bit-identical results; a denormal input reads
+ * as zero and a result below 2^-126 becomes zero (as TensorFlow, hence Keras, computes).
+ * MXCSR is per thread: every thread that runs kernel code calls fnn_fp_enter() before and
+ * fnn_fp_leave() after, inside each parallel region (OpenMP threads are shared with other
+ * libraries) and around serial work on the caller's thread, which gets its mode back. The
+ * places: gemm_part (gemm.c), fnn_parallel_ranges (eltwise.c: element-wise, loss, optimizer
+ * and dropout kernels), the LSTM threads (lstm.c), the conv2d / winograd / wgrad regions and
+ * the pooling loops. A new parallel region (or serial kernel loop) does the same. */
+extern volatile int fnn_flush_denormals_flag; /* dispatch.c; fnn_set_flush_denormals() */
+#if defined(FNN_X86_64)
+#include <xmmintrin.h>
+#define FNN_MXCSR_FTZ_DAZ 0x8040u /* bit 15 flush-to-zero, bit 6 denormals-are-zero */
+static inline unsigned int fnn_fp_enter(void) {
+    const unsigned int saved = _mm_getcsr();
+    if (fnn_flush_denormals_flag) _mm_setcsr(saved | FNN_MXCSR_FTZ_DAZ);
+    return saved;
+}
+static inline void fnn_fp_leave(unsigned int saved) { _mm_setcsr(saved); }
+#else
+static inline unsigned int fnn_fp_enter(void) { return 0; }
+static inline void fnn_fp_leave(unsigned int saved) { (void)saved; }
+#endif
+
 #define FNN_ALIGN 64
 #define FNN_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FNN_MAX(a, b) ((a) > (b) ? (a) : (b))

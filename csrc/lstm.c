@@ -483,10 +483,16 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.ws = p;
 
     if (nt == 1) {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ on this thread, see internal.h */
         fwd_thread(&cx, 0, 1);
+        fnn_fp_leave(fp);
     } else {
 #pragma omp parallel num_threads(nt)
-        fwd_thread(&cx, THREAD_ID(), nt);
+        {
+            const unsigned int fp = fnn_fp_enter();
+            fwd_thread(&cx, THREAD_ID(), nt);
+            fnn_fp_leave(fp);
+        }
     }
     fnn_free(mem);
     return FNN_OK;
@@ -708,10 +714,16 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.ws = p;
 
     if (nt == 1) {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ on this thread, see internal.h */
         bwd_thread(&cx, 0, 1);
+        fnn_fp_leave(fp);
     } else {
 #pragma omp parallel num_threads(nt)
-        bwd_thread(&cx, THREAD_ID(), nt);
+        {
+            const unsigned int fp = fnn_fp_enter();
+            bwd_thread(&cx, THREAD_ID(), nt);
+            fnn_fp_leave(fp);
+        }
     }
     fnn_free(mem);
     return FNN_OK;

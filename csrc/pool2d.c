@@ -206,11 +206,19 @@ static fnn_status pool_fwd(const fnn_pool2d_desc *d, const float *x, float *y, i
     const double work = (double)d->batch * d->h * d->w * d->c + (double)ysize;
     const int nt = pool_threads(n_threads, work, tasks);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
-    for (int64_t t = 0; t < tasks; t++) {
-        const int64_t n = t / d->out_h, oy = t % d->out_h;
-        row(d, x + n * d->h * d->w * d->c, oy, y + t * row_len, idx ? idx + t * row_len : NULL);
+    {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ, see internal.h */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t t = 0; t < tasks; t++) {
+            const int64_t n = t / d->out_h, oy = t % d->out_h;
+            row(d, x + n * d->h * d->w * d->c, oy, y + t * row_len,
+                idx ? idx + t * row_len : NULL);
+        }
+        fnn_fp_leave(fp);
     }
     return FNN_OK;
 }
@@ -231,11 +239,18 @@ static fnn_status pool_bwd(const fnn_pool2d_desc *d, const float *dy, const int3
     const int64_t y_img = d->out_h * d->out_w * d->c;
     const int nt = pool_threads(n_threads, (double)xsize + (double)ysize, tasks);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
-    for (int64_t t = 0; t < tasks; t++) {
-        const int64_t n = t / d->h, iy = t % d->h;
-        row(d, dy + n * y_img, idx ? idx + n * y_img : NULL, cov, iy, dx + t * row_len);
+    {
+        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ, see internal.h */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t t = 0; t < tasks; t++) {
+            const int64_t n = t / d->h, iy = t % d->h;
+            row(d, dy + n * y_img, idx ? idx + n * y_img : NULL, cov, iy, dx + t * row_len);
+        }
+        fnn_fp_leave(fp);
     }
     fnn_free(cov);
     return FNN_OK;

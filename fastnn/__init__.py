@@ -19,7 +19,14 @@ from fastnn import (
     regularizers,
     utils,
 )
-from fastnn._config import get_isa, get_num_threads, set_isa, set_num_threads
+from fastnn._config import (
+    get_flush_denormals,
+    get_isa,
+    get_num_threads,
+    set_flush_denormals,
+    set_isa,
+    set_num_threads,
+)
 from fastnn.layers import Input
 from fastnn.models import Sequential
 
@@ -31,6 +38,7 @@ __all__ = [
     "callbacks",
     "datasets",
     "errors",
+    "get_flush_denormals",
     "get_isa",
     "get_num_threads",
     "initializers",
@@ -41,6 +49,7 @@ __all__ = [
     "ops",
     "optimizers",
     "regularizers",
+    "set_flush_denormals",
     "set_isa",
     "set_num_threads",
     "utils",

@@ -77,8 +77,7 @@ def max_pool2d_bwd(dy, argmax, input_shape, out=None, *, pool_size=2, strides=No
     if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int32:
         raise TypeError(f"{op}: argmax must be an int32 ndarray, received "
                         f"{getattr(argmax, 'dtype', type(argmax).__name__)}")
-    if not argmax.flags.c_contiguous:
-        raise ValueError(f"{op}: argmax must be C-contiguous")
+    _check_c_contig(<cnp.ndarray>argmax, op, "argmax")  # and aligned: read as int32
     cdef int64_t xs[4]
     _shape4(input_shape, op, "input_shape", xs)
     cdef fnn_pool2d_desc d = _pool_desc(op, xs, pool_size, strides, padding)

@@ -25,6 +25,8 @@ cdef extern from "fastnn.h" nogil:
     void fnn_set_num_threads(int n) noexcept
     int fnn_get_num_threads() noexcept
     int fnn_in_forked_child() noexcept
+    void fnn_set_flush_denormals(int enabled) noexcept
+    int fnn_get_flush_denormals() noexcept
 
     ctypedef enum fnn_act:
         FNN_ACT_LINEAR

@@ -144,6 +144,14 @@ def get_num_threads():
     return fnn_get_num_threads()
 
 
+def set_flush_denormals(bint enabled):
+    fnn_set_flush_denormals(1 if enabled else 0)
+
+
+def get_flush_denormals():
+    return bool(fnn_get_flush_denormals())
+
+
 def openmp_info():
     """(compiled with OpenMP, _OPENMP version, running in a forked child)."""
     return bool(fnn_openmp_enabled()), fnn_openmp_version(), bool(fnn_in_forked_child())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastnn import _checks, _kernels
+from fastnn import _checks, _kernels, activations
 
 __all__ = [
     "avg_pool2d",
@@ -46,14 +46,16 @@ def _f32(x, op: str, name: str, ndim: int | None = None) -> np.ndarray:
     return _checks.c_array(arr)
 
 
-def _act_index(activation, op: str) -> int:
+def _act_index(activation, op: str) -> tuple[int, float]:
+    """(kernel code, alpha) of an activation name, with Keras's default alpha: elu 1.0,
+    leaky_relu 0.2 (the kernels take alpha explicitly; 0 would make them relu)."""
     name = "linear" if activation is None else activation
     if not isinstance(name, str) or name not in _kernels.ACTIVATIONS[:7]:
         raise ValueError(
             f"{op}: activation must be None or one of {_kernels.ACTIVATIONS[:7]}, "
             f"received {activation!r}"
         )
-    return _kernels.ACTIVATIONS.index(name)
+    return _kernels.ACTIVATIONS.index(name), activations.resolve(name)[1]
 
 
 def _shape4(shape, op: str) -> tuple:
@@ -95,7 +97,7 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, ac
             raise ValueError(
                 f"{op}: bias must have shape ({kernel.shape[3]},), received {bias.shape}"
             )
-    act = _act_index(activation, op)
+    act, act_alpha = _act_index(activation, op)
     _kernels.conv2d_output_shape(
         x.shape,
         kernel.shape[:2],
@@ -105,7 +107,14 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, ac
         dilation=dilation_rate,
     )
     return _kernels.conv2d_fwd(
-        x, kernel, bias, strides=strides, padding=padding, dilation=dilation_rate, act=act
+        x,
+        kernel,
+        bias,
+        strides=strides,
+        padding=padding,
+        dilation=dilation_rate,
+        act=act,
+        act_alpha=act_alpha,
     )
 
 
@@ -208,7 +217,7 @@ def max_pool2d_backward(x, dy, pool_size=2, strides=None, padding="valid", indic
     elif not isinstance(indices, np.ndarray) or indices.dtype != np.int32:
         raise TypeError(f"{op}: indices must be the int32 array max_pool2d returned")
     else:
-        indices = np.ascontiguousarray(indices)
+        indices = _checks.c_array(indices, np.int32)
     return _kernels.max_pool2d_bwd(
         dy, indices, x.shape, pool_size=pool_size, strides=strides, padding=padding
     )

@@ -251,17 +251,31 @@ def assert_close(got, want, bound, what: str = "result") -> None:
                              f"shape {want.shape})")
 
 
+TINY32 = float(np.finfo(np.float32).tiny)  # 2^-126, the smallest normal float32
+
+
 def gemm_bound(a64: np.ndarray, b64: np.ndarray, k: int) -> np.ndarray:
     """Error bound of a float32 product op(a) @ op(b) reduced over k: 2 k eps (|a| @ |b|)
-    plus room for denormal underflow, from the finite parts of the operands."""
+    plus room for underflow, from the finite parts of the operands: each of the k terms may be
+    flushed to zero (fastnn.set_flush_denormals, on by default), each below 2^-126."""
     abs_a = np.where(np.isfinite(a64), np.abs(a64), 0.0)
     abs_b = np.where(np.isfinite(b64), np.abs(b64), 0.0)
-    return 2.0 * max(k, 1) * EPS32 * (abs_a @ abs_b) + max(k, 1) * 1e-44
+    return 2.0 * max(k, 1) * EPS32 * (abs_a @ abs_b) + 2 * max(k, 1) * TINY32
+
+
+def daz(x64: np.ndarray) -> np.ndarray:
+    """x as the kernels read it: denormals as (signed) zero while fastnn flushes denormals
+    (the default; so inf * 1e-40 is inf * 0 = NaN there), unchanged in IEEE mode."""
+    if not fastnn.get_flush_denormals():
+        return x64
+    return np.where(np.abs(x64) < TINY32, x64 * 0.0, x64)
 
 
 def matmul64(a64: np.ndarray, b64: np.ndarray) -> np.ndarray:
     """a @ b in float64 by plain loops (einsum, no BLAS), so NaN and inf propagate as IEEE
-    says term by term; BLAS implementations may skip zeros and lose 0 * inf = NaN."""
+    says term by term (BLAS implementations may skip zeros and lose 0 * inf = NaN), on the
+    operands as the kernels read them (daz)."""
+    a64, b64 = daz(a64), daz(b64)
     with np.errstate(all="ignore"):
         if a64.shape[1] == 0:
             return np.zeros((a64.shape[0], b64.shape[1]))

@@ -400,3 +400,15 @@ def test_strict_wrapper_errors():
         K.conv2d_bwd_filter(x, dy, 3, out_bias=np.zeros(4, np.float32), bias=False)
     with pytest.raises(ValueError, match="conv2d: input_shape must be a 4-tuple"):
         K.conv2d_output_shape((5, 5, 3), 3, 4)
+
+
+@pytest.mark.parametrize("act", ["elu", "leaky_relu"])
+def test_ops_conv2d_activation_uses_keras_default_alpha(act):
+    """Found by tests/test_fuzz_ops.py: ops.conv2d passed act_alpha=0 to the kernel, so 'elu'
+    and 'leaky_relu' computed relu on negative inputs; Keras's alphas are 1.0 and 0.2."""
+    x = np.linspace(-3, 2, 2 * 5 * 5 * 3, dtype=np.float32).reshape(2, 5, 5, 3)
+    w = np.random.default_rng(0).standard_normal((3, 3, 3, 4)).astype(np.float32)
+    got = ops.conv2d(x, w, padding="same", activation=act)
+    want = getattr(fastnn.activations, act)(ops.conv2d(x, w, padding="same"))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert (got < 0).any()

@@ -8,6 +8,17 @@ from _ref_eltwise import act_backward_from_y, act_derivative, act_forward, asser
 import fastnn
 from fastnn import _kernels as K
 
+
+@pytest.fixture(autouse=True)
+def ieee_denormals():
+    """These tests judge subnormal results in ulps: they run in IEEE mode (gradual underflow).
+    The default flush-to-zero mode is tested in tests/test_numbers.py."""
+    before = fastnn.get_flush_denormals()
+    fastnn.set_flush_denormals(False)
+    yield
+    fastnn.set_flush_denormals(before)
+
+
 ACTS = ("linear", "relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu")
 ALPHA = {"elu": 1.0, "leaky_relu": float(np.float32(0.2))}  # exact in float32
 # Max error in float32 ulps of the float64 result (see the header of csrc/eltwise_avx2.c).

@@ -16,8 +16,10 @@ import _fuzz
 import _reference_lstm as lstm_reference
 import numpy as np
 import pytest
+import test_conv2d as conv_reference  # ref_conv2d: float64 forward and gradients
+import test_pool2d as pool_reference  # ref_pool, ref_pool_grads
 from _fuzz import F32, Case
-from hypothesis import assume, given
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
 import fastnn
@@ -240,6 +242,173 @@ def embedding_backward(layer, weights, ref, grad, grad_is_logits):
     return None, [table_grad]
 
 
+# --- Conv2D / Conv1D (references: tests/test_conv2d.py) ---------------------------------------
+
+def _fits(layer, in_shape):
+    """The layer, if it takes in_shape (its output is not empty), else None."""
+    try:
+        out = layer.compute_output_shape((None,) + tuple(in_shape))
+    except ValueError:
+        return None
+    return layer if all(d is None or d > 0 for d in out[1:]) else None
+
+
+def make_conv(data, in_shape, ctx):
+    rank = len(in_shape) - 1
+    if rank not in (1, 2):
+        return None
+    cls = layers.Conv2D if rank == 2 else getattr(layers, "Conv1D", None)
+    if cls is None:
+        return None
+    kernel = tuple(data.draw(st.sampled_from((1, 2, 3)), label="kernel") for _ in range(rank))
+    dilate = data.draw(st.booleans(), label="dilate")
+    strides = (1,) * rank if dilate else tuple(
+        data.draw(st.sampled_from((1, 2)), label="stride") for _ in range(rank))
+    dilation = tuple(data.draw(st.sampled_from((1, 2)), label="dilation")
+                     for _ in range(rank)) if dilate else (1,) * rank
+    paddings = ("valid", "same") + (("causal",) if rank == 1 else ())
+    acts = ACTS[:4] if ctx["train"] else ACTS  # no softmax inside a train stack
+    layer = cls(data.draw(st.sampled_from((1, 2, 3, 5, 8)), label="filters"), kernel,
+                strides=strides if rank == 2 else strides[0],
+                padding=data.draw(st.sampled_from(paddings), label="padding"),
+                dilation_rate=dilation if rank == 2 else dilation[0],
+                activation=data.draw(st.sampled_from(acts), label="activation"),
+                use_bias=not _fuzz.rare(data, 4, "no bias"))
+    return _fits(layer, in_shape)
+
+
+def _conv_geometry(layer):
+    pad = (1,) * (2 - layer.rank)
+    return {"strides": pad + layer.strides, "padding": layer.padding,
+            "dilation": pad + layer.dilation_rate}
+
+
+def _as4d(layer, x):
+    return x if layer.rank == 2 else x[:, None]
+
+
+def conv_forward(layer, weights, x, err_x, training):
+    kernel = weights[0].reshape((1,) * (2 - layer.rank) + weights[0].shape)
+    bias = weights[1] if layer.use_bias else None
+    x4, geom = _as4d(layer, x), _conv_geometry(layer)
+    with np.errstate(all="ignore"):
+        z = conv_reference.ref_conv2d(_fuzz.daz(x4), kernel, bias, **geom)
+        mag = conv_reference.ref_conv2d(np.abs(np.nan_to_num(x4)), np.abs(kernel), None, **geom)
+        prop = conv_reference.ref_conv2d(np.nan_to_num(err_x.reshape(x4.shape)), np.abs(kernel),
+                                         None, **geom)
+    terms = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+    err_z = 2 * max(terms, 1) * EPS * mag + prop + 2 * EPS * np.abs(np.nan_to_num(z)) \
+        + 2 * max(terms, 1) * _fuzz.TINY32
+    y, err = _act_forward(layer.activation, layer.act_alpha, z, err_z)
+    shape = (len(x),) + z.shape[1 + (2 - layer.rank):]
+    return Ref(y.reshape(shape), err.reshape(shape),
+               {"x4": x4, "z": z, "kernel": kernel, "in_shape": x.shape})
+
+
+def conv_backward(layer, weights, ref, grad, grad_is_logits):
+    z = ref.cache["z"]
+    g = grad.reshape(z.shape)
+    dz = g if grad_is_logits else _fuzz.act64_grad(layer.activation, z, g, layer.act_alpha)
+    _, dx, dw, db = conv_reference.ref_conv2d(ref.cache["x4"], ref.cache["kernel"], None,
+                                               dy=dz, **_conv_geometry(layer))
+    grads = [dw.reshape(weights[0].shape)] + ([db] if layer.use_bias else [])
+    return dx.reshape(ref.cache["in_shape"]), grads
+
+
+# --- pooling (references: tests/test_pool2d.py) ------------------------------------------------
+
+def make_pool(data, in_shape, ctx):
+    rank = len(in_shape) - 1
+    if rank not in (1, 2):
+        return None
+    kind = data.draw(st.sampled_from(("max", "avg")), label="pool kind")
+    if ctx["train"] and kind == "max" and not ctx["first"]:
+        return None  # argmax of computed values: a float32 near-tie would reroute the gradient
+    names = {(2, "max"): "MaxPooling2D", (2, "avg"): "AveragePooling2D",
+             (1, "max"): "MaxPooling1D", (1, "avg"): "AveragePooling1D"}
+    cls = getattr(layers, names[(rank, kind)], None)
+    if cls is None:
+        return None
+    pool = tuple(data.draw(st.sampled_from((1, 2, 3)), label="pool") for _ in range(rank))
+    strides = None if data.draw(st.booleans(), label="default strides") else tuple(
+        data.draw(st.sampled_from((1, 2)), label="stride") for _ in range(rank))
+    layer = cls(pool if rank == 2 else pool[0],
+                strides=strides if rank == 2 or strides is None else strides[0],
+                padding=data.draw(st.sampled_from(("valid", "same")), label="padding"))
+    return _fits(layer, in_shape)
+
+
+def _pool_geometry(layer):
+    pad = (1,) * (2 - layer.rank)
+    return pad + layer.pool_size, pad + layer.strides, layer.padding
+
+
+def pool_forward(layer, weights, x, err_x, training):
+    x4 = _as4d(layer, x)
+    pool, strides, padding = _pool_geometry(layer)
+    ymax, arg, yavg = pool_reference.ref_pool(_fuzz.daz(x4), pool, strides, padding)
+    e4 = np.nan_to_num(err_x.reshape(x4.shape))
+    _, _, eavg = pool_reference.ref_pool(e4, pool, strides, padding)
+    emax, _, _ = pool_reference.ref_pool(e4, pool, strides, padding)
+    if layer.mode == "max":
+        y, err = ymax, emax
+    else:
+        y = yavg
+        err = eavg + 2 * pool[0] * pool[1] * EPS * pool_reference.ref_pool(
+            np.abs(np.nan_to_num(x4)), pool, strides, padding)[2] + 1e-37
+    shape = (len(x),) + y.shape[1 + (2 - layer.rank):]
+    return Ref(y.reshape(shape), err.reshape(shape), {"x4": x4, "arg": arg,
+                                                      "in_shape": x.shape})
+
+
+def pool_backward(layer, weights, ref, grad, grad_is_logits):
+    pool, strides, padding = _pool_geometry(layer)
+    x4, arg = ref.cache["x4"], ref.cache["arg"]
+    dy = grad.reshape(arg.shape)
+    dmax, davg = pool_reference.ref_pool_grads(x4.shape, dy, arg, pool, strides, padding)
+    return (dmax if layer.mode == "max" else davg).reshape(ref.cache["in_shape"]), []
+
+
+def make_global_pool(data, in_shape, ctx):
+    if len(in_shape) != 3:
+        return None
+    kind = data.draw(st.sampled_from(("GlobalMaxPooling2D", "GlobalAveragePooling2D")),
+                     label="global pool")
+    if ctx["train"] and kind == "GlobalMaxPooling2D" and not ctx["first"]:
+        return None
+    return getattr(layers, kind)(keepdims=data.draw(st.booleans(), label="keepdims"))
+
+
+def global_pool_forward(layer, weights, x, err_x, training):
+    n, h, w, c = x.shape
+    flat = _fuzz.daz(x).reshape(n, h * w, c)
+    if layer.mode == "max":
+        nan = np.isnan(flat)
+        arg = np.where(nan.any(axis=1), np.argmax(nan, axis=1), np.argmax(
+            np.where(nan, -np.inf, flat), axis=1))
+        y = np.take_along_axis(flat, arg[:, None], axis=1)[:, 0]
+        err = np.nan_to_num(err_x).reshape(n, h * w, c).max(axis=1)
+    else:
+        arg = None
+        y = flat.mean(axis=1)
+        err = np.nan_to_num(err_x).reshape(n, h * w, c).mean(axis=1) + 2 * h * w * EPS * \
+            np.abs(np.nan_to_num(flat)).mean(axis=1) + 1e-37
+    if layer.keepdims:
+        y, err = y[:, None, None], err[:, None, None]
+    return Ref(y, err, {"arg": arg, "in_shape": x.shape})
+
+
+def global_pool_backward(layer, weights, ref, grad, grad_is_logits):
+    n, h, w, c = ref.cache["in_shape"]
+    g = grad.reshape(n, c)
+    dx = np.zeros((n, h * w, c))
+    if layer.mode == "max":
+        np.put_along_axis(dx, ref.cache["arg"][:, None], g[:, None], axis=1)
+    else:
+        dx += g[:, None] / (h * w)
+    return dx.reshape(n, h, w, c), []
+
+
 LAYERS = [
     LayerSpec("Dense", make_dense, dense_forward, dense_backward),
     LayerSpec("Activation", make_activation, activation_forward, activation_backward),
@@ -248,18 +417,32 @@ LAYERS = [
     LayerSpec("LSTM", make_lstm, lstm_forward, lstm_backward, requires=("LSTM",)),
     LayerSpec("Embedding", make_embedding, embedding_forward, embedding_backward,
               requires=("Embedding",)),
+    LayerSpec("Conv", make_conv, conv_forward, conv_backward, requires=("Conv2D",)),
+    LayerSpec("Pooling", make_pool, pool_forward, pool_backward, requires=("MaxPooling2D",)),
+    LayerSpec("GlobalPooling", make_global_pool, global_pool_forward, global_pool_backward,
+              requires=("GlobalMaxPooling2D",)),
 ]
 SPEC_OF = {s.name: s for s in LAYERS}
 SPEC_OF.update({"ReLU": SPEC_OF["Activation"], "Softmax": SPEC_OF["Activation"]})
+SPEC_OF.update({name: SPEC_OF["Conv"] for name in ("Conv2D", "Conv1D")})
+SPEC_OF.update({name: SPEC_OF["Pooling"] for name in (
+    "MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D")})
+SPEC_OF.update({name: SPEC_OF["GlobalPooling"] for name in (
+    "GlobalMaxPooling2D", "GlobalAveragePooling2D")})
 
 
 # --- models ----------------------------------------------------------------------------------
 
+IMAGE_DIMS = (1, 2, 3, 5, 7)  # (height, width, channels) of 3-D inputs: the pooling
+# references loop in Python over windows, batch and channels
+
+
 def draw_model(data, train=False):
-    """(model, input shape, ids): a Sequential of 1-3 layers from LAYERS on a 1-D or 2-D
+    """(model, input shape, ids): a Sequential of 1-3 layers from LAYERS on a 1-D, 2-D or 3-D
     feature shape; ids is the vocabulary size when the first layer takes token ids, else 0."""
-    in_shape = tuple(data.draw(st.lists(st.sampled_from(FEATURES), min_size=1, max_size=2),
-                               label="input shape"))
+    rank = data.draw(st.sampled_from((1, 2, 3)), label="input rank")
+    dims = IMAGE_DIMS if rank == 3 else FEATURES
+    in_shape = tuple(data.draw(st.sampled_from(dims), label="dim") for _ in range(rank))
     specs = [s for s in LAYERS if s.available()]
     stack, shape = [], (None,) + in_shape
     for _ in range(data.draw(st.integers(1, 3), label="depth")):
@@ -270,6 +453,8 @@ def draw_model(data, train=False):
         stack.append(layer)
         shape = tuple(layer.compute_output_shape(shape))
     assume(stack)
+    for layer in stack:
+        event(f"has {type(layer).__name__}")
     ids = stack[0].input_dim if isinstance(stack[0], getattr(layers, "Embedding", ())) else 0
     return fastnn.Sequential([fastnn.Input(in_shape)] + stack), in_shape, ids
 

@@ -12,17 +12,20 @@ import _reference_lstm as lstm_reference
 import numpy as np
 import pytest
 
-# Out of CI for now (`-m slow` runs it): against the wheel in a fresh venv (newer hypothesis, so
-# other examples) it found three open problems: an lstm_backward dkernel error just over the
-# k-scaled bound, an act_bwd error just over its bound, and act_fwd accepting an `out` the
-# fuzzer expects to be refused. Each needs a decision (bound or kernel) before it gates CI.
-pytestmark = pytest.mark.slow
+import test_conv2d as conv_reference  # ref_conv2d
+import test_pool2d as pool_reference  # ref_pool, ref_pool_grads
 from _fuzz import F32, Case, FuzzOp
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fastnn
 from fastnn import _kernels, ops
+
+# Out of CI for now (`-m slow` runs it): against the wheel in a fresh venv (newer hypothesis, so
+# other examples) it found three open problems: an lstm_backward dkernel error just over the
+# k-scaled bound, an act_bwd error just over its bound, and act_fwd accepting an `out` the
+# fuzzer expects to be refused. Each needs a decision (bound or kernel) before it gates CI.
+pytestmark = pytest.mark.slow
 
 
 def _is_f32_array(x) -> bool:
@@ -567,6 +570,268 @@ def draw_act_bwd(data) -> Case:
     return case
 
 
+# --- conv2d and pooling (lenient public ops; references in tests/test_conv2d.py, test_pool2d.py)
+
+CONV_ACTS = (None, "relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu")
+# NaN, signed zeros, denormals: no infinities (a Winograd or im2col transform may meet inf - inf
+# where the direct sum has inf; NaN and finite values are what the contract covers).
+CONV_SPECIALS = (np.nan, 0.0, -0.0, 1e-40, -3e-42)
+GEOMETRY_NAMES = ("x", "kernel", "strides", "padding", "dilation", "dilation_rate", "dy",
+                  "input_shape", "pool_size", "kernel_size")
+
+
+def _image(data, label, channels=None, small=False):
+    dims = (1, 2, 3, 5) if small else (1, 2, 3, 5, 7, 8, 13)
+    batch = data.draw(st.sampled_from((1, 2, 3, 0)), label=f"{label} batch")
+    h, w = (data.draw(st.sampled_from(dims), label=f"{label} {d}") for d in "hw")
+    c = channels if channels is not None else data.draw(st.sampled_from((1, 2, 3, 4, 8, 17)),
+                                                        label=f"{label} channels")
+    return (batch, h, w, c)
+
+
+def _conv_geometry(data):
+    dilate = data.draw(st.booleans(), label="dilate")
+    strides = 1 if dilate else data.draw(st.sampled_from((1, 2, (2, 1), (1, 3))),
+                                          label="strides")
+    dilation = data.draw(st.sampled_from((1, 2, (2, 1))), label="dilation") if dilate else 1
+    padding = data.draw(st.sampled_from(("valid", "same", "causal")), label="padding")
+    if _fuzz.rare(data, 40, "bad geometry"):
+        choice = data.draw(st.sampled_from(("strides", "padding", "dilation")), label="bad")
+        if choice == "strides":
+            strides = data.draw(st.sampled_from((0, -1, (1, 0), "2")), label="bad strides")
+        elif choice == "padding":
+            padding = data.draw(st.sampled_from(("full", "", None)), label="bad padding")
+        else:
+            dilation = data.draw(st.sampled_from((0, (0, 1))), label="bad dilation")
+    return strides, padding, dilation
+
+
+def _conv_reference_or_error(case, x_shape, k_shape, strides, padding, dilation):
+    """The float64 output shape, or None after recording the errors the geometry allows."""
+    try:
+        y = conv_reference.ref_conv2d(np.zeros(x_shape), np.zeros(k_shape), None, strides,
+                                      padding, dilation)
+        ok = isinstance(strides, (int, tuple)) and not isinstance(strides, bool) and \
+            padding in ("valid", "same", "causal") and \
+            min(np.atleast_1d(strides)) >= 1 and min(np.atleast_1d(dilation)) >= 1 and \
+            x_shape[3] == k_shape[2] and all(d > 0 for d in y.shape[1:3] if x_shape[0] >= 0)
+    except (ValueError, TypeError, IndexError, ZeroDivisionError):
+        ok, y = False, None
+    if not ok:
+        for name in GEOMETRY_NAMES:
+            case.expect(ValueError, name)
+            case.expect(TypeError, name)
+        return None
+    return y.shape
+
+
+def draw_conv2d(data) -> Case:
+    x_shape = _image(data, "x")
+    kh, kw = (data.draw(st.sampled_from((1, 2, 3, 5)), label=d) for d in ("kh", "kw"))
+    filters = data.draw(st.sampled_from((1, 2, 3, 8, 17, 33)), label="filters")
+    c_in = x_shape[3] + 1 if _fuzz.rare(data, 40, "channel mismatch") else x_shape[3]
+    x = _operand(data, x_shape, "x")
+    x = _fuzz.array(data, x_shape, specials=CONV_SPECIALS, label="x") if \
+        _is_f32_array(x) and x.ndim == 4 and data.draw(st.booleans(), label="specials") else x
+    kernel = _lstm_arg(data, (kh, kw, c_in, filters), "kernel")
+    bias = _lstm_arg(data, (filters,), "bias", optional=True)
+    strides, padding, dilation = _conv_geometry(data)
+    act = data.draw(st.sampled_from(CONV_ACTS), label="activation")
+
+    def call():
+        return ops.conv2d(x, kernel, bias, strides=strides, padding=padding,
+                          dilation_rate=dilation, activation=act)
+
+    case = Case(call=call, check=lambda result: None, op="conv2d",
+                also=("conv2d_fwd", "conv2d_output_shape"))
+    ok = True
+    for name, a in (("x", x), ("kernel", kernel), ("bias", bias)):
+        if a is not None and not _is_f32_array(a):
+            case.expect(TypeError, name)
+            ok = False
+        elif a is not None and a.ndim != (1 if name == "bias" else 4):
+            case.expect(ValueError, name)
+            ok = False
+    if not ok:
+        for name in GEOMETRY_NAMES:
+            case.expect(ValueError, name)
+        return case
+    if bias is not None and bias.shape != (kernel.shape[3],):
+        case.expect(ValueError, "bias")
+    if _conv_reference_or_error(case, x.shape, kernel.shape, strides, padding,
+                                dilation) is None or case.errors:
+        return case
+    x64, k64 = _fuzz.daz(x.astype(np.float64)), kernel.astype(np.float64)
+    b64 = None if bias is None else bias.astype(np.float64)
+
+    def check(result):
+        with np.errstate(all="ignore"):
+            z = conv_reference.ref_conv2d(x64, k64, b64, strides, padding, dilation)
+            mag = conv_reference.ref_conv2d(np.abs(np.nan_to_num(x64)), np.abs(k64), None,
+                                            strides, padding, dilation)
+        terms = kh * kw * kernel.shape[2]
+        bound = 2 * max(terms, 1) * _fuzz.EPS32 * mag + 2 * _fuzz.EPS32 * np.abs(
+            np.nan_to_num(z)) + 2 * max(terms, 1) * _fuzz.TINY32
+        name = "linear" if act is None else act
+        _fuzz.assert_close(result, _fuzz.act64(name, z, 0.2 if name == "leaky_relu" else
+                                               1.0 if name == "elu" else 0.0),
+                           _act_bound(name, 1.0, z, bound), "conv2d")
+
+    case.check = check
+    return case
+
+
+def draw_conv2d_backward(data) -> Case:
+    """conv2d_backward_input and conv2d_backward_filter against ref_conv2d's gradients."""
+    x_shape = _image(data, "x")
+    kh, kw = (data.draw(st.sampled_from((1, 2, 3)), label=d) for d in ("kh", "kw"))
+    filters = data.draw(st.sampled_from((1, 2, 5, 16, 17)), label="filters")
+    strides, padding, dilation = _conv_geometry(data)
+    which = data.draw(st.sampled_from(("input", "filter")), label="which")
+    k_shape = (kh, kw, x_shape[3], filters)
+    # the geometry check's messages say "conv2d:" whichever op called it
+    case = Case(call=None, check=lambda result: None, op=f"conv2d_backward_{which}",
+                also=("conv2d", "conv2d_bwd_data", "conv2d_bwd_filter"))
+    y_shape = _conv_reference_or_error(case, x_shape, k_shape, strides, padding, dilation)
+    dy_shape = y_shape if y_shape is not None else (x_shape[0], 1, 1, filters)
+    if y_shape is not None and _fuzz.rare(data, 40, "dy shape"):
+        dy_shape = (dy_shape[0], dy_shape[1] + 1) + dy_shape[2:]
+        case.expect(ValueError, "dy")
+    x = _lstm_arg(data, x_shape, "x")
+    kernel = _lstm_arg(data, k_shape, "kernel")
+    dy = _lstm_arg(data, dy_shape, "dy")
+    use_bias = data.draw(st.booleans(), label="use_bias")
+
+    def call():
+        if which == "input":
+            return ops.conv2d_backward_input(dy, kernel, x_shape, strides=strides,
+                                             padding=padding, dilation_rate=dilation)
+        return ops.conv2d_backward_filter(x, dy, (kh, kw), strides=strides, padding=padding,
+                                          dilation_rate=dilation, use_bias=use_bias)
+
+    case.call = call
+    args = (("dy", dy), ("kernel", kernel)) if which == "input" else (("x", x), ("dy", dy))
+    for name, a in args:
+        if not _is_f32_array(a):
+            case.expect(TypeError, name)
+        elif a.shape != {"dy": dy_shape, "kernel": k_shape, "x": x_shape}[name] or \
+                (name == "dy" and dy_shape != y_shape):
+            case.expect(ValueError, name)
+            case.expect(ValueError, "dy")
+    if case.errors:
+        for name in GEOMETRY_NAMES:
+            case.expect(ValueError, name)
+        return case
+    with np.errstate(all="ignore"):
+        _, dx, dw, db = conv_reference.ref_conv2d(x, kernel, None, strides, padding, dilation,
+                                                  dy=np.asarray(dy))
+
+    def scale(a):
+        return 1.0 + np.abs(np.nan_to_num(a)).max(initial=0.0)
+
+    def check(result):
+        if which == "input":
+            terms = kh * kw * filters
+            _fuzz.assert_close(result, dx, 1e-5 * terms ** 0.5 * scale(dx),
+                               "conv2d_backward_input")
+            return
+        dkernel, dbias = result
+        terms = x_shape[0] * y_shape[1] * y_shape[2]
+        _fuzz.assert_close(dkernel, dw, 1e-5 * (terms + 1) ** 0.5 * scale(dw),
+                           "conv2d_backward_filter dkernel")
+        if use_bias:
+            _fuzz.assert_close(dbias, db, 1e-5 * (terms + 1) ** 0.5 * scale(db),
+                               "conv2d_backward_filter dbias")
+        else:
+            assert dbias is None
+
+    case.check = check
+    return case
+
+
+def draw_pool2d(data) -> Case:
+    kind = data.draw(st.sampled_from(("max", "avg", "max_backward", "avg_backward")),
+                     label="kind")
+    x_shape = _image(data, "x", small=True)
+    pool = data.draw(st.sampled_from((1, 2, 3, (2, 3), (1, 2))), label="pool_size")
+    strides = data.draw(st.sampled_from((None, 1, 2, (2, 1))), label="strides")
+    padding = data.draw(st.sampled_from(("valid", "same")), label="padding")
+    if _fuzz.rare(data, 40, "bad geometry"):
+        bad = data.draw(st.sampled_from(("pool", "strides", "padding")), label="bad")
+        pool = 0 if bad == "pool" else pool
+        strides = (0, 1) if bad == "strides" else strides
+        padding = "causal" if bad == "padding" else padding
+    x = _operand(data, x_shape, "x")
+    if _is_f32_array(x) and x.ndim == 4 and data.draw(st.booleans(), label="specials"):
+        x = _fuzz.array(data, x_shape, specials=CONV_SPECIALS + (np.inf, -np.inf), label="x")
+    case = Case(call=None, check=lambda result: None, op=f"{kind.split('_')[0]}_pool2d",
+                also=("max_pool2d", "avg_pool2d", "pool2d", "max_pool2d_fwd",
+                      "max_pool2d_bwd", "avg_pool2d_fwd", "avg_pool2d_bwd"))
+    try:
+        ymax, arg, yavg = pool_reference.ref_pool(np.zeros(x_shape), pool, strides, padding)
+        ok = padding in ("valid", "same") and min(np.atleast_1d(pool)) >= 1 and \
+            (strides is None or min(np.atleast_1d(strides)) >= 1) and \
+            all(d > 0 for d in ymax.shape[1:3])
+    except (ValueError, TypeError, ZeroDivisionError):
+        ok = False
+    if not ok:
+        for name in GEOMETRY_NAMES + ("pool_size",):
+            case.expect(ValueError, name)
+            case.expect(TypeError, name)
+    y_shape = ymax.shape if ok else (x_shape[0], 1, 1, x_shape[3])
+    dy = _lstm_arg(data, y_shape, "dy") if kind.endswith("backward") else None
+
+    def call():
+        if kind == "max":
+            return ops.max_pool2d(x, pool, strides, padding, return_indices=True)
+        if kind == "avg":
+            return ops.avg_pool2d(x, pool, strides, padding)
+        if kind == "max_backward":
+            return ops.max_pool2d_backward(x, dy, pool, strides, padding)
+        return ops.avg_pool2d_backward(dy, x_shape, pool, strides, padding)
+
+    case.call = call
+    for name, a in (("x", x if kind != "avg_backward" else None), ("dy", dy)):
+        if a is None:
+            continue
+        if not _is_f32_array(a):
+            case.expect(TypeError, name)
+        elif a.ndim != 4 or (name == "dy" and a.shape != y_shape):
+            case.expect(ValueError, name)
+    if case.errors:
+        return case
+    xr = np.asarray(x, np.float64) if kind != "avg_backward" else np.zeros(x_shape)
+    ymax, arg, yavg = pool_reference.ref_pool(_fuzz.daz(xr), pool, strides, padding)
+    avg_mag = pool_reference.ref_pool(np.abs(np.nan_to_num(xr)), pool, strides, padding)[2]
+    window = int(np.prod(np.broadcast_to(pool, (2,))))
+    if dy is not None:
+        dmax, davg = pool_reference.ref_pool_grads(x_shape, np.asarray(dy, np.float64), arg,
+                                                   pool, strides, padding)
+
+    def check(result):
+        h, w = x_shape[1:3]
+        if kind == "max":
+            y, idx = result
+            # a denormal maximum comes back as it is (a compare and select, DAZ or not)
+            _fuzz.assert_close(y, ymax, 2 * _fuzz.TINY32, "max_pool2d")
+            assert idx.dtype == np.int32 and ((idx >= 0) & (idx < h * w)).all(), \
+                "max_pool2d: an argmax outside the image"
+            finite = np.isfinite(ymax)  # ties among infinities or NaNs: any of them
+            np.testing.assert_array_equal(idx[finite], arg[finite])
+        elif kind == "avg":
+            _fuzz.assert_close(result, yavg, 2 * (window + 1) * _fuzz.EPS32 * avg_mag +
+                               2 * window * _fuzz.TINY32, "avg_pool2d")
+        elif kind == "max_backward":
+            _fuzz.assert_close(result, dmax, 16 * _fuzz.EPS32 * (1 + np.abs(dmax)),
+                               "max_pool2d_backward")
+        else:
+            _fuzz.assert_close(result, davg, 16 * _fuzz.EPS32 * (1 + np.abs(davg)),
+                               "avg_pool2d_backward")
+
+    case.check = check
+    return case
+
+
 OPS = [
     FuzzOp("matmul", draw_matmul),
     FuzzOp("gemm", draw_gemm),
@@ -575,6 +840,9 @@ OPS = [
     FuzzOp("activations", draw_activations),
     FuzzOp("act_fwd", draw_act_fwd, requires=("act_fwd",)),
     FuzzOp("act_bwd", draw_act_bwd, requires=("act_bwd",)),
+    FuzzOp("conv2d", draw_conv2d, requires=("conv2d",)),
+    FuzzOp("conv2d_backward", draw_conv2d_backward, requires=("conv2d_backward_filter",)),
+    FuzzOp("pool2d", draw_pool2d, requires=("max_pool2d",)),
 ]
 
 

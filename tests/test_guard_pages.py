@@ -1,4 +1,6 @@
 """Out-of-bounds reads and writes, caught natively by guard pages (as Electric Fence does).
+Every op: GEMM, the element-wise kernels, LSTM forward and backward, conv2d forward and both
+backwards, max and average pooling forward and backward.
 
 Every operand and output of a kernel call is placed so that it ends exactly at (or starts
 exactly after) an inaccessible page: one float past the end, or one before the start, faults.
@@ -26,6 +28,7 @@ CHILD = textwrap.dedent('''
     import numpy as np
     import fastnn
     from fastnn import _kernels, ops
+    fastnn.set_num_threads(2)  # the larger cases also run their parallel regions
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -64,7 +67,53 @@ CHILD = textwrap.dedent('''
             _kernels.gemm(a, b, out, trans_a=ta, trans_b=tb, beta=0.5,
                           bias=rand((n,), where, rng), act=1)
 
+    def case_eltwise(rng, where, m, n, k):
+        x = rand((m, n), where, rng)
+        for act in range(len(_kernels.ACTIVATIONS)):
+            y = _kernels.act_fwd(x, guarded((m, n), where), act=act, act_alpha=0.2)
+            _kernels.act_bwd(y, rand((m, n), where, rng), guarded((m, n), where), act=act,
+                             act_alpha=0.2, preact=x)
+        _kernels.bias_grad(x, guarded((n,), where))
+
+    def case_lstm(rng, where, m, n, k):
+        batch, time, features, units = m, 3, n, k % 9 + 1
+        x = rand((batch, time, features), where, rng)
+        kern = rand((features, 4 * units), where, rng)
+        rec = rand((units, 4 * units), where, rng)
+        bias, h0, c0 = rand((4 * units,), where, rng), rand((batch, units), where, rng), \
+            rand((batch, units), where, rng)
+        outs, h, c, cache = ops.lstm_forward(x, kern, rec, bias, h0, c0, training=True)
+        ops.lstm_backward(cache, rand(outs.shape, where, rng), rand(h.shape, where, rng),
+                          rand(c.shape, where, rng))
+
+    def case_conv(rng, where, m, n, k):
+        size, cin, cout = m % 9 + 1, n % 7 + 1, k % 17 + 1
+        x = rand((2, size, size + 1, cin), where, rng)
+        for kh, padding, strides in ((3, "same", 1), (1, "valid", 1), (2, "same", 2),
+                                     (3, "valid", 1)):
+            if padding == "valid" and kh > size:
+                continue
+            w = rand((kh, kh, cin, cout), where, rng)
+            y = ops.conv2d(x, w, rand((cout,), where, rng), strides=strides, padding=padding,
+                           activation="relu")
+            dy = rand(y.shape, where, rng)
+            ops.conv2d_backward_input(dy, w, x.shape, strides=strides, padding=padding)
+            ops.conv2d_backward_filter(x, dy, (kh, kh), strides=strides, padding=padding)
+        for pool, padding in ((2, "valid"), (3, "same")):
+            if padding == "valid" and pool > size:
+                continue
+            y, idx = ops.max_pool2d(x, pool, padding=padding, return_indices=True)
+            ops.max_pool2d_backward(x, rand(y.shape, where, rng), pool, padding=padding,
+                                    indices=idx)
+            a = ops.avg_pool2d(x, pool, padding=padding)
+            ops.avg_pool2d_backward(rand(a.shape, where, rng), x.shape, pool, padding=padding)
+
     CASES = {"matmul": case_matmul, "gemm": case_gemm}
+    for name, fn, need in (("eltwise", case_eltwise, "act_fwd"), ("lstm", case_lstm,
+                                                                   "lstm_forward"),
+                           ("conv", case_conv, "conv2d")):
+        if hasattr(_kernels, need) or hasattr(ops, need):
+            CASES[name] = fn
 
     def main(isa):
         fastnn.set_isa(isa)
@@ -77,6 +126,8 @@ CHILD = textwrap.dedent('''
         for path in _kernels.GEMM_PATHS:
             _kernels.gemm_set_path(path)
             for name, case in CASES.items():
+                if name not in ("matmul", "gemm") and path != "auto":
+                    continue  # the other ops pick their own GEMM paths
                 for where in ("end", "start"):
                     for m, n, k in itertools.product(sizes, sizes[::2], ks):
                         print(f"{isa} {path} {name} guard={where} m={m} n={n} k={k}",

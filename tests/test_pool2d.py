@@ -278,3 +278,17 @@ def test_pool2d_errors():
         K.avg_pool2d_bwd(np.zeros((1, 3, 2, 2), np.float32), x.shape)
     with pytest.raises(ValueError, match=r"pool2d: height \* width must be < 2\*\*31"):
         K.pool2d_output_shape((1, 2**16, 2**16, 1), 2)
+
+
+def test_unaligned_argmax_is_copied_by_the_op_and_refused_by_the_kernel():
+    """An int32 view at an odd byte offset: reading it is undefined behaviour in C."""
+    x = np.random.default_rng(0).standard_normal((1, 4, 4, 2)).astype(np.float32)
+    y, idx = ops.max_pool2d(x, return_indices=True)
+    buf = np.zeros(idx.nbytes + 1, np.uint8)
+    unaligned = buf[1:].view(np.int32).reshape(idx.shape)
+    unaligned[...] = idx
+    dy = np.ones_like(y)
+    np.testing.assert_array_equal(ops.max_pool2d_backward(x, dy, indices=unaligned),
+                                  ops.max_pool2d_backward(x, dy, indices=idx))
+    with pytest.raises(ValueError, match="max_pool2d_bwd: argmax must be aligned"):
+        K.max_pool2d_bwd(dy, unaligned, x.shape)

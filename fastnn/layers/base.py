@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 
 import numpy as np
 
@@ -63,15 +64,27 @@ def normalize_shape(owner: str, name: str, shape) -> tuple:
 
 
 class BufferCache:
-    """Arrays reused across calls with the same shape; keeps a few shapes per key."""
+    """Arrays reused across calls with the same shape; keeps a few shapes per key.
+
+    Each thread gets its own arrays: Python threads may run forward passes of one shared model
+    at once (the kernels release the GIL), and a buffer shared between them would hand one
+    thread's activations to another. A copied or pickled cache starts empty.
+    """
 
     def __init__(self):
-        self._cache: dict[str, dict[tuple, np.ndarray]] = {}
+        self._local = threading.local()
+
+    def __reduce__(self):
+        return (BufferCache, ())
 
     def get(self, key: str, shape: tuple, dtype=np.float32) -> np.ndarray:
-        """An uninitialised array of `shape`/`dtype` owned by this cache under `key`."""
+        """An uninitialised array of `shape`/`dtype` owned by this cache under `key`, for
+        the calling thread."""
         shape = tuple(shape)
-        entries = self._cache.setdefault(key, {})
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        entries = cache.setdefault(key, {})
         buf = entries.get(shape)
         if buf is None or buf.dtype != dtype:
             if len(entries) >= _MAX_BUFFER_SHAPES:
