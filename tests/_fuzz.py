@@ -244,6 +244,8 @@ def assert_close(got, want, bound, what: str = "result") -> None:
     assert not np.isinf(got[finite]).any(), f"{what}: inf where the reference is finite"
     err = np.abs(got[finite].astype(np.float64) - want[finite])
     limit = np.broadcast_to(bound, want.shape)[finite]
+    if fastnn.get_flush_denormals():  # a result below 2^-126 may be flushed to zero, or not
+        limit = limit + TINY32        # (a copy such as max-pool keeps it)
     if err.size and not (err <= limit).all():
         worst = int(np.argmax(err - limit))
         raise AssertionError(f"{what}: error {err[worst]:.3g} > bound {limit[worst]:.3g} "

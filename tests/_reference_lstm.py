@@ -1,6 +1,10 @@
 """Float64 NumPy reference of an LSTM over whole sequences (Keras layout, gates i, f, g, o),
 written obviously: a Python loop over time steps, forward and backward through time. Used by
-tests/test_lstm.py (kernels) and tests/test_layers_recurrent.py (layers)."""
+tests/test_lstm.py (kernels) and tests/test_layers_recurrent.py (layers).
+
+dtype=np.float32 runs the same algorithm in float32: its distance from the float64 result
+measures how sensitive a problem is to float32 rounding (the fuzz bounds use it: gradients
+through many linear or relu steps can lose most of float32's digits in any implementation)."""
 
 import numpy as np
 
@@ -22,7 +26,7 @@ def _dact(name, y):
     if name == "sigmoid":
         return y * (1.0 - y)
     if name == "relu":
-        return (y > 0).astype(np.float64)
+        return (y > 0).astype(y.dtype)
     return np.ones_like(y)
 
 
@@ -37,17 +41,18 @@ def ref_lstm(
     ract="sigmoid",
     go_backwards=False,
     h_mask=None,
+    dtype=np.float64,
 ):
-    """Forward in float64. Returns (y, h_last, c_last, steps) with per-step saved values.
+    """Forward in float64 (or dtype). Returns (y, h_last, c_last, steps) with per-step saved values.
     h_mask multiplies h_{t-1} where it meets the recurrent kernel (recurrent dropout)."""
-    x, kernel, rkernel = (np.asarray(a, np.float64) for a in (x, kernel, rkernel))
+    x, kernel, rkernel = (np.asarray(a, dtype) for a in (x, kernel, rkernel))
     batch, time, _ = x.shape
     units = rkernel.shape[0]
-    b = np.zeros(4 * units) if bias is None else np.asarray(bias, np.float64)
-    h = np.zeros((batch, units)) if h0 is None else np.asarray(h0, np.float64)
-    c = np.zeros((batch, units)) if c0 is None else np.asarray(c0, np.float64)
+    b = np.zeros(4 * units, dtype) if bias is None else np.asarray(bias, dtype)
+    h = np.zeros((batch, units), dtype) if h0 is None else np.asarray(h0, dtype)
+    c = np.zeros((batch, units), dtype) if c0 is None else np.asarray(c0, dtype)
     xs = x[:, ::-1] if go_backwards else x
-    mask = np.ones((batch, units)) if h_mask is None else np.asarray(h_mask, np.float64)
+    mask = np.ones((batch, units), dtype) if h_mask is None else np.asarray(h_mask, dtype)
     ys, steps = [], []
     for s in range(time):
         z = xs[:, s] @ kernel + b + (h * mask) @ rkernel
@@ -58,7 +63,7 @@ def ref_lstm(
         h = o * _act(act, c)
         steps.append((i, f, g, o, c_prev, c, h_prev * mask))
         ys.append(h)
-    y = np.stack(ys, axis=1) if time else np.zeros((batch, 0, units))
+    y = np.stack(ys, axis=1) if time else np.zeros((batch, 0, units), dtype)
     return y, h, c, steps
 
 
@@ -76,17 +81,22 @@ def ref_lstm_grads(
     ract="sigmoid",
     go_backwards=False,
     h_mask=None,
+    dtype=np.float64,
 ):
-    """Backward through time in float64: (dx, dkernel, drecurrent_kernel, dbias, dh0, dc0)."""
-    _, _, _, steps = ref_lstm(x, kernel, rkernel, bias, h0, c0, act, ract, go_backwards, h_mask)
-    x, kernel, rkernel = (np.asarray(a, np.float64) for a in (x, kernel, rkernel))
+    """Backward through time in float64 (or dtype): (dx, dkernel, drecurrent_kernel, dbias,
+    dh0, dc0)."""
+    _, _, _, steps = ref_lstm(x, kernel, rkernel, bias, h0, c0, act, ract, go_backwards, h_mask,
+                              dtype)
+    x, kernel, rkernel = (np.asarray(a, dtype) for a in (x, kernel, rkernel))
     batch, time, _ = x.shape
     units = rkernel.shape[0]
     xs = x[:, ::-1] if go_backwards else x
     dkernel, drkernel = np.zeros_like(kernel), np.zeros_like(rkernel)
-    dbias, dxs = np.zeros(4 * units), np.zeros_like(x)
-    dh = np.zeros((batch, units)) if dh_last is None else np.asarray(dh_last, np.float64)
-    dc = np.zeros((batch, units)) if dc_last is None else np.asarray(dc_last, np.float64)
+    dbias, dxs = np.zeros(4 * units, dtype), np.zeros_like(x)
+    dy = None if dy is None else np.asarray(dy, dtype)
+    dh = np.zeros((batch, units), dtype) if dh_last is None else np.asarray(dh_last, dtype)
+    dc = np.zeros((batch, units), dtype) if dc_last is None else np.asarray(dc_last, dtype)
+    h_mask = None if h_mask is None else np.asarray(h_mask, dtype)
     for s in reversed(range(time)):
         i, f, g, o, c_prev, c, h_prev = steps[s]
         if dy is not None:

@@ -21,12 +21,6 @@ from hypothesis import strategies as st
 import fastnn
 from fastnn import _kernels, ops
 
-# Out of CI for now (`-m slow` runs it): against the wheel in a fresh venv (newer hypothesis, so
-# other examples) it found three open problems: an lstm_backward dkernel error just over the
-# k-scaled bound, an act_bwd error just over its bound, and act_fwd accepting an `out` the
-# fuzzer expects to be refused. Each needs a decision (bound or kernel) before it gates CI.
-pytestmark = pytest.mark.slow
-
 
 def _is_f32_array(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype == np.float32
@@ -88,6 +82,14 @@ def _out_array(data, shape, inputs, prefill=np.nan):
                 x.flags.c_contiguous and x.size >= shape[0] * shape[1] > 0:
             return x.reshape(-1)[:shape[0] * shape[1]].reshape(shape)
     return None
+
+
+def _same_buffer(a, b) -> bool:
+    """a and b are views of the same elements (data pointer, shape and strides): writing the
+    result of an element-wise op into that buffer is in place, which the kernels allow."""
+    return (_is_f32_array(a) and _is_f32_array(b) and a.shape == b.shape and
+            a.strides == b.strides and
+            a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def _check_out(case, out, shape, inputs, name="out"):
@@ -437,16 +439,26 @@ def draw_lstm_backward(data) -> Case:
         flags["activation"], flags["recurrent_activation"], flags["go_backwards"],
         args["recurrent_mask"])
     assume(all(np.abs(g).max(initial=0.0) < 1e6 for g in want))
+    # How much float32 rounding alone moves each gradient here: the same algorithm in float32.
+    # Through several linear or relu steps the backward pass is ill-conditioned (errors of the
+    # forward states grow with every step), for any float32 implementation.
+    with np.errstate(all="ignore"):
+        want32 = lstm_reference.ref_lstm_grads(
+            x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], args["c0"],
+            dy, dh_last, grads_in["dc_last"], flags["activation"], flags["recurrent_activation"],
+            flags["go_backwards"], args["recurrent_mask"], dtype=np.float32)
+    sensitivity = [np.abs(np.nan_to_num(g32 - g)).max(initial=0.0) for g32, g in zip(want32, want)]
 
     def check(grads):
         names = ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0", "dc0")
         present = (need_dx, True, True, args["bias"] is not None, args["h0"] is not None,
                    args["c0"] is not None)
-        for name, got, ref, there in zip(names, grads, want, present):
+        for name, got, ref, there, spread in zip(names, grads, want, present, sensitivity):
             if not there:
                 assert got is None, f"lstm_backward: {name} computed though not asked for"
                 continue
-            _fuzz.assert_close(got, ref, _lstm_bound(ref, time), f"lstm_backward {name}")
+            _fuzz.assert_close(got, ref, _lstm_bound(ref, time) + 16 * spread,
+                               f"lstm_backward {name}")
 
     case.check = check
     return case
@@ -510,7 +522,7 @@ def draw_act_fwd(data) -> Case:
     if not x.flags.c_contiguous or not x.flags.aligned:
         case.expect(ValueError, "x")
         return case
-    if out is not None and out is not x and not _check_out(case, out, x.shape, (x,)):
+    if out is not None and not _same_buffer(out, x) and not _check_out(case, out, x.shape, (x,)):
         return case
     want = _fuzz.act64(name, x_before, alpha)
 
@@ -560,9 +572,14 @@ def draw_act_bwd(data) -> Case:
         return case
     want = _fuzz.act64_grad(name, preact, dy_before.astype(np.float64), alpha)
 
+    scale = np.abs(np.nan_to_num(want)) + np.abs(np.nan_to_num(dy_before))
+    if name == "softmax" and len(shape) and shape[-1]:
+        # y_i (dy_i - sum_j y_j dy_j): the row sum may cancel, and it reaches every element
+        y64 = np.abs(np.nan_to_num(_fuzz.act64(name, preact)))
+        scale = scale + y64 * (y64 * np.abs(np.nan_to_num(dy_before))).sum(-1, keepdims=True)
+
     def check(result):
-        bound = 64 * _fuzz.EPS32 * (np.abs(np.nan_to_num(want)) +
-                                    np.abs(np.nan_to_num(dy_before))) + 1e-37
+        bound = 64 * _fuzz.EPS32 * scale + 1e-37
         _fuzz.assert_close(result, want, bound, "act_bwd")
         assert not in_place or result is dy
 
@@ -722,9 +739,13 @@ def draw_conv2d_backward(data) -> Case:
         for name in GEOMETRY_NAMES:
             case.expect(ValueError, name)
         return case
+    # the operand the op does not take (x for the input gradient, kernel for the filter
+    # gradient) may be drawn defective; the gradient asked for does not depend on it
+    x_ref = np.asarray(x) if which == "filter" else np.zeros(x_shape, F32)
+    k_ref = np.asarray(kernel) if which == "input" else np.zeros(k_shape, F32)
     with np.errstate(all="ignore"):
-        _, dx, dw, db = conv_reference.ref_conv2d(x, kernel, None, strides, padding, dilation,
-                                                  dy=np.asarray(dy))
+        _, dx, dw, db = conv_reference.ref_conv2d(x_ref, k_ref, None, strides, padding,
+                                                  dilation, dy=np.asarray(dy))
 
     def scale(a):
         return 1.0 + np.abs(np.nan_to_num(a)).max(initial=0.0)
