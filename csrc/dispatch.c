@@ -68,7 +68,9 @@ static const fnn_gemm_cfg gemm_cfg_avx512 = {.mr = 12,
                                              .narrow_mr = 16,
                                              .narrow_nr = 16,
                                              .narrow = fnn_gemm_narrow_f32_avx512_16xn,
-                                             .pack_t = fnn_gemm_pack_t_f32_avx512};
+                                             .pack_t = fnn_gemm_pack_t_f32_avx512,
+                                             .mr_small = 8,
+                                             .ukr_small = fnn_gemm_ukr_f32_avx512_8x32};
 #endif
 
 /* conv2d micro-kernels (conv2d_ukr_<isa>.c): tile shapes as the GEMM's, see each file. */

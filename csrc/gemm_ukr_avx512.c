@@ -1,6 +1,7 @@
 /* gemm_ukr_avx512.c - AVX-512 micro-kernels.
  *   packed 12x32: 24 zmm accumulators, two B vectors per k step, A broadcast from the packed
- *                 panel (contract: internal.h, fnn_gemm_ukr_fn);
+ *                 panel (contract: internal.h, fnn_gemm_ukr_fn); packed 8x32 the same with 16
+ *                 (fnn_gemm_cfg.ukr_small);
  *   sup 8x32:     16 accumulators, A and B read in place (fnn_gemm_sup_fn), for small problems
  *                 where packing would cost more than it saves;
  *   narrow 16xN:  16 accumulators of one vector each, for n <= 16 (a dense layer's 10 outputs):
@@ -34,30 +35,39 @@ FNN_TARGET_AVX512 static inline void store_tile(__m512 (*acc)[2], int rows, floa
     }
 }
 
-#define MR 12
+/* The packed kernel body for MR rows (MR * 2 accumulators). */
+#define PACKED_BODY(MR)                                                                        \
+    __m512 acc[MR][2];                                                                         \
+    _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] =            \
+        _mm512_setzero_ps();                                                                   \
+    for (int64_t kk = 0; kk < kc; kk++) {                                                      \
+        const __m512 b0 = _mm512_load_ps(bp);                                                  \
+        const __m512 b1 = _mm512_load_ps(bp + 16);                                             \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {                               \
+            const __m512 a = _mm512_set1_ps(ap[i]);                                            \
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);                                     \
+            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);                                     \
+        }                                                                                      \
+        ap += MR;                                                                              \
+        bp += 32;                                                                              \
+    }                                                                                          \
+    store_tile(acc, MR, alpha, beta, c, ldc)
 
 FNN_TARGET_AVX512 void fnn_gemm_ukr_f32_avx512_12x32(int64_t kc, float alpha,
                                                      const float *FNN_RESTRICT ap,
                                                      const float *FNN_RESTRICT bp, float beta,
                                                      float *FNN_RESTRICT c, int64_t ldc) {
-    __m512 acc[MR][2];
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-
-    for (int64_t kk = 0; kk < kc; kk++) {
-        const __m512 b0 = _mm512_load_ps(bp);
-        const __m512 b1 = _mm512_load_ps(bp + 16);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            const __m512 a = _mm512_set1_ps(ap[i]);
-            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
-        }
-        ap += MR;
-        bp += 32;
-    }
-    store_tile(acc, MR, alpha, beta, c, ldc);
+    PACKED_BODY(12);
 }
+
+/* 8 rows: for row counts that 12 would pad (64 rows are 8 x 8 but 6 x 12 - 8). */
+FNN_TARGET_AVX512 void fnn_gemm_ukr_f32_avx512_8x32(int64_t kc, float alpha,
+                                                    const float *FNN_RESTRICT ap,
+                                                    const float *FNN_RESTRICT bp, float beta,
+                                                    float *FNN_RESTRICT c, int64_t ldc) {
+    PACKED_BODY(8);
+}
+#undef PACKED_BODY
 
 #undef MR
 #define MR 8

@@ -93,6 +93,9 @@ void fnn_gemm_ukr_f32_avx2_6x16(int64_t kc, float alpha, const float *FNN_RESTRI
 void fnn_gemm_ukr_f32_avx512_12x32(int64_t kc, float alpha, const float *FNN_RESTRICT ap,
                                    const float *FNN_RESTRICT bp, float beta,
                                    float *FNN_RESTRICT c, int64_t ldc);
+void fnn_gemm_ukr_f32_avx512_8x32(int64_t kc, float alpha, const float *FNN_RESTRICT ap,
+                                  const float *FNN_RESTRICT bp, float beta,
+                                  float *FNN_RESTRICT c, int64_t ldc);
 
 /* Small-problem ("sup", after BLIS) micro-kernel contract: the same full MR x NR tile
  * C = alpha * A @ B + beta * C from UNPACKED operands: A(i, p) = a[i*rs_a + p*cs_a] and
@@ -153,6 +156,10 @@ typedef struct {
     int64_t narrow_mr, narrow_nr;
     fnn_gemm_narrow_fn narrow;
     fnn_gemm_pack_t_fn pack_t;
+    /* A packed kernel of fewer rows (mr_small x nr; NULL if none), for callers that tile a
+     * fixed small row count themselves (the LSTM's batch: 64 rows are 8 x 8, 6 x 12 - 8). */
+    int64_t mr_small;
+    fnn_gemm_ukr_fn ukr_small;
 } fnn_gemm_cfg;
 
 /* ---------------------------------------------------------------------------------------------

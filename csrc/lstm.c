@@ -41,6 +41,10 @@
  * (~100 G multiply-adds/s). Smaller steps run the time loop on fewer threads. */
 #define FNN_LSTM_MIN_STEP_WORK_PER_THREAD (512 * 1024)
 
+/* Bytes of a packed weight panel that one micro-kernel k-loop streams: with the A panel of a
+ * row block it must stay in L1 (48 KiB on the project machine) across the row blocks. */
+#define FNN_LSTM_PANEL_BYTES (32 * 1024)
+
 /* Whole-call work (multiply-adds) per thread below which the call runs on fewer threads; the
  * same break-even as the GEMM framework's threshold. */
 #define FNN_LSTM_MIN_WORK_PER_THREAD (128 * 1024)
@@ -122,17 +126,33 @@ static fnn_status check_desc(const fnn_lstm_desc *d) {
     return FNN_OK;
 }
 
-/* The time-loop tiling: tm x tn threads own row blocks (mr rows) x unit blocks (nr units). */
+/* The time-loop tiling: tm x tn threads own row blocks (mr rows) x unit blocks (nr units);
+ * ukr is the packed micro-kernel of mr x nr tiles. */
 typedef struct {
     int64_t mr, nr, n_rb, n_ub;
     int tm, tn;
+    fnn_gemm_ukr_fn ukr;
 } tiling;
+
+/* The row tile: the ISA's smaller packed kernel when it pads the batch to fewer rows (the batch
+ * is every GEMM's m here, and padded rows cost as much as real ones: 64 rows take as long as 72
+ * with 12-row tiles). Depends on the batch only, so results stay the same for any thread count. */
+static void pick_rows(const fnn_gemm_cfg *cfg, int64_t batch, int64_t *mr, fnn_gemm_ukr_fn *ukr) {
+    *mr = cfg->mr;
+    *ukr = cfg->ukr;
+    if (cfg->ukr_small != NULL &&
+        fnn_round_up(batch, cfg->mr_small) < fnn_round_up(batch, cfg->mr)) {
+        *mr = cfg->mr_small;
+        *ukr = cfg->ukr_small;
+    }
+}
 
 /* Picks the tm x tn grid (tm*tn <= nt) with the smallest largest tile, preferring to split units
  * (row splits make two threads stream the same recurrent-kernel panels), then fewer threads. */
 static tiling make_tiling(const fnn_gemm_cfg *cfg, int64_t batch, int64_t hidden, int nt) {
-    tiling tl = {cfg->mr, cfg->nr, fnn_ceil_div(batch, cfg->mr), fnn_ceil_div(hidden, cfg->nr),
-                 1, 1};
+    tiling tl = {cfg->mr, cfg->nr, 0, fnn_ceil_div(hidden, cfg->nr), 1, 1, cfg->ukr};
+    pick_rows(cfg, batch, &tl.mr, &tl.ukr);
+    tl.n_rb = fnn_ceil_div(batch, tl.mr);
     const double step_work = 4.0 * (double)batch * (double)hidden * (double)hidden;
     const int by_work = (int)FNN_MAX(1.0, step_work / FNN_LSTM_MIN_STEP_WORK_PER_THREAD);
     nt = FNN_MIN(nt, by_work);
@@ -149,6 +169,17 @@ static tiling make_tiling(const fnn_gemm_cfg *cfg, int64_t batch, int64_t hidden
         }
     }
     return tl;
+}
+
+/* Whether the forward fuses the input projection into each step's GEMM (k = input + hidden,
+ * A = [x_tau | h_{s-1}]) instead of one GEMM over all steps before the loop. Fused, the
+ * projections never go through memory: the separate GEMM writes batch * seq_len * 4 * hidden
+ * floats that the loop then reads back (64 x 50 x 1024 floats, 13 MB: about a third of the
+ * forward's time on the project machine). But each step's GEMM computes whole row tiles, so a
+ * batch that fills its tiles poorly pays the padding on the projection too: fused when padding
+ * adds at most a quarter. Depends on the shapes only (the same sums for any thread count). */
+static int fused_step(const tiling *tl, int64_t batch) {
+    return 4 * fnn_round_up(batch, tl->mr) <= 5 * batch;
 }
 
 /* Thread t's tile: row blocks [rb0, rb1), unit blocks [ub0, ub1). 0 if t has none. */
@@ -196,27 +227,34 @@ static void gemm_share(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, int t
 }
 
 /* C (row blocks [rb0, rb1) of an m-row matrix, `cols` <= nr columns) = Ap @ Bp + beta * C,
- * beta 0 or 1, with k steps. Ap: mr-row panels a_panel floats apart; Bp: one nr-column panel.
- * k runs in chunks of the ISA's kc so that a chunk of Bp stays in L1 across the row blocks;
- * later chunks accumulate into C (a fixed order: the same sums for any tiling). Edge tiles go
- * through a stack tile and get the same sums as full tiles. */
-static void panel_gemm(const fnn_gemm_cfg *cfg, int64_t k, const float *ap, int64_t a_panel,
-                       int64_t rb0, int64_t rb1, int64_t m, const float *bp, int64_t cols,
-                       float beta, float *c, int64_t ldc) {
+ * beta 0 or 1, with k steps, by tl's kernel. Ap: mr-row panels a_panel floats apart; Bp: one
+ * nr-column panel.
+ * k runs in equal chunks (FNN_LSTM_PANEL_BYTES) so that a chunk of Bp stays in L1 across the
+ * row blocks; later chunks accumulate into C (a fixed order: the same sums for any tiling).
+ * Edge tiles go through a stack tile and get the same sums as full tiles. */
+static void panel_gemm(const fnn_gemm_cfg *cfg, const tiling *tl, int64_t k, const float *ap,
+                       int64_t a_panel, int64_t rb0, int64_t rb1, int64_t m, const float *bp,
+                       int64_t cols, float beta, float *c, int64_t ldc) {
     FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
-    const int64_t mr = cfg->mr, nr = cfg->nr;
-    for (int64_t pc = 0; pc < k; pc += cfg->kc) {
-        const int64_t kc = FNN_MIN(cfg->kc, k - pc);
+    const int64_t mr = tl->mr, nr = tl->nr;
+    /* Equal chunks of at most FNN_LSTM_PANEL_BYTES of Bp, so that a chunk stays in L1 with
+     * the row block's A chunk (a step of 384 ks: 48 KiB of panel, the whole L1, read again
+     * from L2 by every row block). The chunking depends on k only. */
+    const int64_t max_kc = FNN_MAX(1, FNN_MIN(cfg->kc, FNN_LSTM_PANEL_BYTES /
+                                                          (nr * (int64_t)sizeof(float))));
+    const int64_t step = k > 0 ? fnn_ceil_div(k, fnn_ceil_div(k, max_kc)) : 1;
+    for (int64_t pc = 0; pc < k; pc += step) {
+        const int64_t kc = FNN_MIN(step, k - pc);
         const float bt = pc == 0 ? beta : 1.0f;
         for (int64_t rb = rb0; rb < rb1; rb++) {
             const int64_t rows = FNN_MIN(mr, m - rb * mr);
             const float *a = ap + rb * a_panel + pc * mr;
             float *ct = c + rb * mr * ldc;
             if (rows == mr && cols == nr) {
-                cfg->ukr(kc, 1.0f, a, bp + pc * nr, bt, ct, ldc);
+                tl->ukr(kc, 1.0f, a, bp + pc * nr, bt, ct, ldc);
                 continue;
             }
-            cfg->ukr(kc, 1.0f, a, bp + pc * nr, 0.0f, tile, nr);
+            tl->ukr(kc, 1.0f, a, bp + pc * nr, 0.0f, tile, nr);
             for (int64_t i = 0; i < rows; i++)
                 for (int64_t j = 0; j < cols; j++) {
                     float *dst = ct + i * ldc + j;
@@ -320,10 +358,14 @@ typedef struct {
     float *zh;     /* (batch, 4*hidden): h_{s-1} @ recurrent_kernel of the current step */
     float *ap[2];  /* packed h_{s-1} / h_s: n_rb panels of a_panel floats */
     int64_t a_panel;
-    float *bp;     /* packed recurrent_kernel: panel (ub, q) at (ub*4 + q) * hidden * nr */
+    int64_t kx;    /* fused step (input_size) or not (0): A's first kx columns are x_tau */
+    float *bp;     /* packed [kernel; recurrent_kernel] (first kx rows from kernel): panel
+                    * (ub, q) at (ub*4 + q) * (kx + hidden) * nr */
     float *cbuf;   /* inference: c state (batch, hidden) */
     float *hbuf;   /* when y == NULL: h state (batch, hidden) */
-    const float *zeros; /* hidden zeros: c_{-1} when c0 == NULL (training) */
+    const float *zeros; /* 4*hidden zeros: c_{-1} when c0 == NULL (training); the bias when
+                         * bias == NULL (fused step) */
+    const float *bias_or_zeros; /* fused step: the bias the fused pass adds */
     float *ws;     /* per-thread GEMM scratch, ws_floats each */
     int64_t ws_floats;
 } fwd_ctx;
@@ -331,22 +373,39 @@ typedef struct {
 static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
     const fnn_lstm_desc *d = cx->d;
     const fnn_gemm_cfg *cfg = &cx->kt->gemm;
-    const int64_t B = d->batch, T = d->seq_len, H = d->hidden_size, G = 4 * H;
-    const int64_t mr = cx->tl.mr, nr = cx->tl.nr, b_panel = H * nr;
+    const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
+    const int64_t G = 4 * H, kx = cx->kx, mr = cx->tl.mr, nr = cx->tl.nr, b_panel = (kx + H) * nr;
     const int training = cx->c_seq != NULL;
 
-    /* Input projection of every step, and the recurrent-kernel panels. */
-    const fnn_gemm_problem proj = {FNN_NOTRANS, FNN_NOTRANS, B * T, G, d->input_size, 1.0f,
-                                   cx->x, d->input_size, cx->kernel, G, 0.0f, cx->z, G,
-                                   cx->bias, FNN_ACT_LINEAR, 0.0f};
-    gemm_share(cfg, &proj, t, nt, cx->ws + t * cx->ws_floats);
+    /* Separate step: the input projection of every step in one GEMM. Fused step: none. */
+    if (kx == 0) {
+        const fnn_gemm_problem proj = {FNN_NOTRANS, FNN_NOTRANS, B * T, G, I, 1.0f, cx->x, I,
+                                       cx->kernel, G, 0.0f, cx->z, G, cx->bias, FNN_ACT_LINEAR,
+                                       0.0f};
+        gemm_share(cfg, &proj, t, nt, cx->ws + t * cx->ws_floats);
+    }
+    /* The weight panels: kx rows of kernel, then recurrent_kernel. */
     for (int64_t pnl = t; pnl < cx->tl.n_ub * 4; pnl += nt) {
         const int64_t ub = pnl / 4, q = pnl % 4, cols = FNN_MIN(nr, H - ub * nr);
         float *dst = cx->bp + pnl * b_panel;
-        for (int64_t k = 0; k < H; k++) {
-            const float *src = cx->rkernel + k * G + q * H + ub * nr;
+        for (int64_t k = 0; k < kx + H; k++) {
+            const float *src = (k < kx ? cx->kernel + k * G : cx->rkernel + (k - kx) * G) +
+                               q * H + ub * nr;
             for (int64_t j = 0; j < nr; j++) dst[k * nr + j] = j < cols ? src[j] : 0.0f;
         }
+    }
+    /* Fused step: threads of one row group (tile_of: rows by t / tn) split x's columns; they
+     * pack x_tau of the rows into the A panels for every step (whether or not they own units). */
+    int64_t xb0 = 0, xb1 = 0, xc0 = 0, xc1 = 0;
+    if (kx > 0 && t < cx->tl.tm * cx->tl.tn) {
+        const int64_t rstep = fnn_ceil_div(cx->tl.n_rb, cx->tl.tm), g = t % cx->tl.tn;
+        xb0 = FNN_MIN(B, (t / cx->tl.tn) * rstep * mr);
+        xb1 = FNN_MIN(B, (t / cx->tl.tn + 1) * rstep * mr);
+        xc0 = g * kx / cx->tl.tn;
+        xc1 = (g + 1) * kx / cx->tl.tn;
+        const int64_t tau0 = d->go_backwards ? T - 1 : 0;
+        pack_rows(cx->x + tau0 * I, T * I, NULL, 0, xb0, xb1, xc0, xc1, mr, cx->ap[0],
+                  cx->a_panel);
     }
 
     int64_t rb0 = 0, rb1 = 0, ub0 = 0, ub1 = 0;
@@ -355,8 +414,10 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
     const int64_t j0 = ub0 * nr, j1 = FNN_MIN(H, ub1 * nr);
     if (has_tile) { /* c state, h0 packed, zero padding rows of both A buffers */
         for (int64_t b = b0; b < rb1 * mr; b++) {
-            float *a0 = cx->ap[0] + (b / mr) * cx->a_panel + b % mr;
-            float *a1 = cx->ap[1] + (b / mr) * cx->a_panel + b % mr;
+            float *a0 = cx->ap[0] + (b / mr) * cx->a_panel + b % mr + kx * mr;
+            float *a1 = cx->ap[1] + (b / mr) * cx->a_panel + b % mr + kx * mr;
+            if (b >= B && ub0 == 0) /* padding rows: x's columns too, once per row group */
+                for (int64_t c = 0; c < kx; c++) a0[(c - kx) * mr] = a1[(c - kx) * mr] = 0.0f;
             for (int64_t j = j0; j < j1; j++) {
                 float v = b < B && cx->h0 != NULL ? cx->h0[b * H + j] : 0.0f;
                 if (b < B && cx->h_mask != NULL) v *= cx->h_mask[b * H + j];
@@ -377,16 +438,19 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
              * z (which the micro-kernel would have to read back from memory); h_{-1} = 0 adds
              * nothing. */
             const int recurrent = s > 0 || cx->h0 != NULL;
+            const int64_t k = kx + (recurrent ? H : 0); /* h_{-1} = 0 adds nothing */
             prefetch_plan pl = {{NULL}, {0}, {0}, 0, b0, j1 - j0, b1 - b0};
-            for (int64_t q = 0; q < 4; q++) plan_add(&pl, cx->z + tau * G + q * H + j0, T * G, 0);
+            if (kx == 0 || training) /* z: projections (read) or the gates buffer (written) */
+                for (int64_t q = 0; q < 4; q++)
+                    plan_add(&pl, cx->z + tau * G + q * H + j0, T * G, kx > 0);
             if (training) plan_add(&pl, cx->c_seq + s * H + j0, T * H, 1);
             if (cx->y != NULL) plan_add(&pl, cx->y + s * H + j0, T * H, 1);
-            if (recurrent) {
+            if (k > 0) {
                 const int64_t parts = (ub1 - ub0) * 4;
                 for (int64_t ub = ub0; ub < ub1; ub++)
                     for (int64_t q = 0; q < 4; q++) {
                         prefetch_part(&pl, (ub - ub0) * 4 + q, parts);
-                        panel_gemm(cfg, H, cx->ap[s & 1], cx->a_panel, rb0, rb1, B,
+                        panel_gemm(cfg, &cx->tl, k, cx->ap[s & 1], cx->a_panel, rb0, rb1, B,
                                    cx->bp + (ub * 4 + q) * b_panel, FNN_MIN(nr, H - ub * nr),
                                    0.0f, cx->zh + q * H + ub * nr, G);
                     }
@@ -403,8 +467,9 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
                     c_prev = c_out;
                 }
                 h_out = cx->y != NULL ? cx->y + (b * T + s) * H : cx->hbuf + b * H;
-                cx->kt->lstm_fwd_row(j1 - j0, d->activation, d->recurrent_activation, zrow + j0,
-                                     recurrent ? cx->zh + b * G + j0 : NULL,
+                cx->kt->lstm_fwd_row(j1 - j0, d->activation, d->recurrent_activation,
+                                     (kx > 0 ? cx->bias_or_zeros : zrow) + j0,
+                                     k > 0 ? cx->zh + b * G + j0 : NULL,
                                      training ? zrow + j0 : NULL, H, c_prev + j0, c_out + j0,
                                      h_out + j0);
                 if (s == T - 1) {
@@ -418,8 +483,12 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
             }
             if (s < T - 1) /* h_s (times the mask) into the next step's packed A panel */
                 pack_rows(cx->y != NULL ? cx->y + s * H : cx->hbuf, cx->y != NULL ? T * H : H,
-                          cx->h_mask, H, b0, b1, j0, j1, mr, cx->ap[(s + 1) & 1], cx->a_panel);
+                          cx->h_mask, H, b0, b1, j0, j1, mr, cx->ap[(s + 1) & 1] + kx * mr,
+                          cx->a_panel);
         }
+        if (s < T - 1 && xb0 < xb1) /* x_tau of the next step, this thread's columns */
+            pack_rows(cx->x + (d->go_backwards ? T - 2 - s : s + 1) * I, T * I, NULL, 0, xb0,
+                      xb1, xc0, xc1, mr, cx->ap[(s + 1) & 1], cx->a_panel);
         if (s < T - 1) {
 #pragma omp barrier
         }
@@ -456,21 +525,22 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.bias = bias;
     cx.h0 = h0, cx.c0 = c0, cx.h_mask = h_mask;
     cx.y = y, cx.h_last = h_last, cx.c_last = c_last, cx.c_seq = c_seq;
-    cx.a_panel = fnn_round_up(cx.tl.mr * H, 16);
-    cx.ws_floats = fnn_round_up(fnn_gemm_serial_ws_floats(cfg, B * T, G, I), 16);
+    cx.kx = fused_step(&cx.tl, B) ? I : 0;
+    cx.a_panel = fnn_round_up(cx.tl.mr * (cx.kx + H), 16);
+    cx.ws_floats = cx.kx > 0 ? 0 : fnn_round_up(fnn_gemm_serial_ws_floats(cfg, B * T, G, I), 16);
 
     /* One allocation, cut into 64-byte aligned pieces. */
-    const int64_t n_z = training ? 0 : fnn_round_up(B * T * G, 16);
+    const int64_t n_z = training || cx.kx > 0 ? 0 : fnn_round_up(B * T * G, 16);
     const int64_t n_ap = cx.tl.n_rb * cx.a_panel;
-    const int64_t n_bp = cx.tl.n_ub * 4 * H * cx.tl.nr;
+    const int64_t n_bp = cx.tl.n_ub * 4 * (cx.kx + H) * cx.tl.nr;
     const int64_t n_state = fnn_round_up(B * H, 16);
     const int64_t n_c = training ? 0 : n_state, n_h = y == NULL ? n_state : 0;
-    const int64_t n_zero = fnn_round_up(H, 16), n_zh = fnn_round_up(B * G, 16);
+    const int64_t n_zero = fnn_round_up(G, 16), n_zh = fnn_round_up(B * G, 16);
     const int64_t total = n_z + n_zh + 2 * n_ap + n_bp + n_c + n_h + n_zero + nt * cx.ws_floats;
     float *mem = fnn_malloc((size_t)total * sizeof(float));
     if (mem == NULL) return FNN_ERR_NOMEM;
     float *p = mem;
-    cx.z = training ? gates : p;
+    cx.z = training ? gates : p; /* fused inference: not used */
     p += n_z;
     cx.zh = p, p += n_zh;
     cx.ap[0] = p, p += n_ap;
@@ -480,6 +550,7 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.hbuf = p, p += n_h;
     memset(p, 0, (size_t)n_zero * sizeof(float));
     cx.zeros = p, p += n_zero;
+    cx.bias_or_zeros = bias != NULL ? bias : cx.zeros;
     cx.ws = p;
 
     if (nt == 1) {
@@ -614,16 +685,18 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
         if (has_tile && need_dh)
             for (int64_t ub = ub0; ub < ub1; ub++) {
                 prefetch_part(&pl, ub - ub0, parts);
-                panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + ub * b_panel,
-                           FNN_MIN(nr, H - ub * nr), 0.0f, cx->dh + ub * nr, H);
+                panel_gemm(cfg, &cx->tl, G, ap, cx->a_panel, rb0, rb1, B,
+                           cx->bp + ub * b_panel, FNN_MIN(nr, H - ub * nr), 0.0f,
+                           cx->dh + ub * nr, H);
             }
         if (has_tile && need_dh && cx->h_mask != NULL) /* the GEMM gave dL/d(h * mask) */
             for (int64_t b = b0; b < b1; b++)
                 for (int64_t j = j0; j < j1; j++) cx->dh[b * H + j] *= cx->h_mask[b * H + j];
         for (int64_t ib = ib0; ib < ib1; ib++) {
             if (has_tile && need_dh) prefetch_part(&pl, ub1 - ub0 + ib - ib0, parts);
-            panel_gemm(cfg, G, ap, cx->a_panel, rb0, rb1, B, cx->bp + (n_ub + ib) * b_panel,
-                       FNN_MIN(nr, I - ib * nr), 0.0f, cx->dx + tau * I + ib * nr, T * I);
+            panel_gemm(cfg, &cx->tl, G, ap, cx->a_panel, rb0, rb1, B,
+                       cx->bp + (n_ub + ib) * b_panel, FNN_MIN(nr, I - ib * nr), 0.0f,
+                       cx->dx + tau * I + ib * nr, T * I);
         }
     }
     if (has_tile)
