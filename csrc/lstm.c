@@ -147,6 +147,13 @@ static void pick_rows(const fnn_gemm_cfg *cfg, int64_t batch, int64_t *mr, fnn_g
     }
 }
 
+/* Chunks of at most FNN_LSTM_PANEL_BYTES of a weight panel, so that a chunk stays in L1 with
+ * the row block's A chunk (a step of 384 ks is 48 KiB of panel, the whole L1, read again from
+ * L2 by every row block otherwise). */
+static int64_t panel_kc(const fnn_gemm_cfg *cfg, int64_t nr) {
+    return FNN_MAX(1, FNN_MIN(cfg->kc, FNN_LSTM_PANEL_BYTES / (nr * (int64_t)sizeof(float))));
+}
+
 /* Picks the tm x tn grid (tm*tn <= nt) with the smallest largest tile, preferring to split units
  * (row splits make two threads stream the same recurrent-kernel panels), then fewer threads. */
 static tiling make_tiling(const fnn_gemm_cfg *cfg, int64_t batch, int64_t hidden, int nt) {
@@ -177,9 +184,11 @@ static tiling make_tiling(const fnn_gemm_cfg *cfg, int64_t batch, int64_t hidden
  * floats that the loop then reads back (64 x 50 x 1024 floats, 13 MB: about a third of the
  * forward's time on the project machine). But each step's GEMM computes whole row tiles, so a
  * batch that fills its tiles poorly pays the padding on the projection too: fused when padding
- * adds at most a quarter. Depends on the shapes only (the same sums for any thread count). */
-static int fused_step(const tiling *tl, int64_t batch) {
-    return 4 * fnn_round_up(batch, tl->mr) <= 5 * batch;
+ * adds at most a quarter, and the input fits one k chunk of the ISA (the fused step then gives
+ * the separate GEMM's bits: results do not depend on the batch size a row is computed in).
+ * Depends on the shapes only (the same sums for any thread count). */
+static int fused_step(const fnn_gemm_cfg *cfg, const tiling *tl, int64_t batch, int64_t input) {
+    return input <= cfg->kc && 4 * fnn_round_up(batch, tl->mr) <= 5 * batch;
 }
 
 /* Thread t's tile: row blocks [rb0, rb1), unit blocks [ub0, ub1). 0 if t has none. */
@@ -229,19 +238,14 @@ static void gemm_share(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, int t
 /* C (row blocks [rb0, rb1) of an m-row matrix, `cols` <= nr columns) = Ap @ Bp + beta * C,
  * beta 0 or 1, with k steps, by tl's kernel. Ap: mr-row panels a_panel floats apart; Bp: one
  * nr-column panel.
- * k runs in equal chunks (FNN_LSTM_PANEL_BYTES) so that a chunk of Bp stays in L1 across the
- * row blocks; later chunks accumulate into C (a fixed order: the same sums for any tiling).
+ * k runs in equal chunks of at most max_kc (panel_kc: a chunk of Bp stays in L1 across the
+ * row blocks); later chunks accumulate into C (a fixed order: the same sums for any tiling).
  * Edge tiles go through a stack tile and get the same sums as full tiles. */
-static void panel_gemm(const fnn_gemm_cfg *cfg, const tiling *tl, int64_t k, const float *ap,
+static void panel_gemm(const tiling *tl, int64_t k, int64_t max_kc, const float *ap,
                        int64_t a_panel, int64_t rb0, int64_t rb1, int64_t m, const float *bp,
                        int64_t cols, float beta, float *c, int64_t ldc) {
     FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
     const int64_t mr = tl->mr, nr = tl->nr;
-    /* Equal chunks of at most FNN_LSTM_PANEL_BYTES of Bp, so that a chunk stays in L1 with
-     * the row block's A chunk (a step of 384 ks: 48 KiB of panel, the whole L1, read again
-     * from L2 by every row block). The chunking depends on k only. */
-    const int64_t max_kc = FNN_MAX(1, FNN_MIN(cfg->kc, FNN_LSTM_PANEL_BYTES /
-                                                          (nr * (int64_t)sizeof(float))));
     const int64_t step = k > 0 ? fnn_ceil_div(k, fnn_ceil_div(k, max_kc)) : 1;
     for (int64_t pc = 0; pc < k; pc += step) {
         const int64_t kc = FNN_MIN(step, k - pc);
@@ -356,6 +360,7 @@ typedef struct {
     float *y, *h_last, *c_last, *c_seq;
     float *z;      /* (batch, seq_len, 4*hidden): x @ kernel + bias; training: the gates buffer */
     float *zh;     /* (batch, 4*hidden): h_{s-1} @ recurrent_kernel of the current step */
+    float *zx;     /* fused step: (batch, 4*hidden), x_tau @ kernel + bias of the step */
     float *ap[2];  /* packed h_{s-1} / h_s: n_rb panels of a_panel floats */
     int64_t a_panel;
     int64_t kx;    /* fused step (input_size) or not (0): A's first kx columns are x_tau */
@@ -363,9 +368,7 @@ typedef struct {
                     * (ub, q) at (ub*4 + q) * (kx + hidden) * nr */
     float *cbuf;   /* inference: c state (batch, hidden) */
     float *hbuf;   /* when y == NULL: h state (batch, hidden) */
-    const float *zeros; /* 4*hidden zeros: c_{-1} when c0 == NULL (training); the bias when
-                         * bias == NULL (fused step) */
-    const float *bias_or_zeros; /* fused step: the bias the fused pass adds */
+    const float *zeros; /* hidden zeros: c_{-1} when c0 == NULL (training) */
     float *ws;     /* per-thread GEMM scratch, ws_floats each */
     int64_t ws_floats;
 } fwd_ctx;
@@ -437,24 +440,32 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
             /* The recurrent part goes to the small zh buffer (cache-resident) rather than into
              * z (which the micro-kernel would have to read back from memory); h_{-1} = 0 adds
              * nothing. */
-            const int recurrent = s > 0 || cx->h0 != NULL;
-            const int64_t k = kx + (recurrent ? H : 0); /* h_{-1} = 0 adds nothing */
+            const int recurrent = s > 0 || cx->h0 != NULL; /* h_{-1} = 0 adds nothing */
             prefetch_plan pl = {{NULL}, {0}, {0}, 0, b0, j1 - j0, b1 - b0};
             if (kx == 0 || training) /* z: projections (read) or the gates buffer (written) */
                 for (int64_t q = 0; q < 4; q++)
                     plan_add(&pl, cx->z + tau * G + q * H + j0, T * G, kx > 0);
             if (training) plan_add(&pl, cx->c_seq + s * H + j0, T * H, 1);
             if (cx->y != NULL) plan_add(&pl, cx->y + s * H + j0, T * H, 1);
-            if (k > 0) {
-                const int64_t parts = (ub1 - ub0) * 4;
-                for (int64_t ub = ub0; ub < ub1; ub++)
-                    for (int64_t q = 0; q < 4; q++) {
-                        prefetch_part(&pl, (ub - ub0) * 4 + q, parts);
-                        panel_gemm(cfg, &cx->tl, k, cx->ap[s & 1], cx->a_panel, rb0, rb1, B,
-                                   cx->bp + (ub * 4 + q) * b_panel, FNN_MIN(nr, H - ub * nr),
-                                   0.0f, cx->zh + q * H + ub * nr, G);
-                    }
-            }
+            /* Fused: x_tau @ kernel into zx over the panels' first kx rows, in one chunk of
+             * the ISA's kc as the separate projection GEMM takes it, then + bias below: the
+             * same bits as that GEMM, so results do not depend on which path a batch takes. */
+            const int64_t parts = (ub1 - ub0) * 4 * ((kx > 0) + recurrent);
+            int64_t part = 0;
+            for (int64_t ub = ub0; ub < ub1 && kx > 0; ub++)
+                for (int64_t q = 0; q < 4; q++) {
+                    prefetch_part(&pl, part++, parts);
+                    panel_gemm(&cx->tl, kx, cfg->kc, cx->ap[s & 1], cx->a_panel, rb0, rb1, B,
+                               cx->bp + (ub * 4 + q) * b_panel, FNN_MIN(nr, H - ub * nr), 0.0f,
+                               cx->zx + q * H + ub * nr, G);
+                }
+            for (int64_t ub = ub0; ub < ub1 && recurrent; ub++)
+                for (int64_t q = 0; q < 4; q++) {
+                    prefetch_part(&pl, part++, parts);
+                    panel_gemm(&cx->tl, H, panel_kc(cfg, nr), cx->ap[s & 1] + kx * mr,
+                               cx->a_panel, rb0, rb1, B, cx->bp + (ub * 4 + q) * b_panel + kx * nr,
+                               FNN_MIN(nr, H - ub * nr), 0.0f, cx->zh + q * H + ub * nr, G);
+                }
             for (int64_t b = b0; b < b1; b++) {
                 float *zrow = cx->z + (b * T + tau) * G;
                 const float *c_prev;
@@ -467,9 +478,15 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
                     c_prev = c_out;
                 }
                 h_out = cx->y != NULL ? cx->y + (b * T + s) * H : cx->hbuf + b * H;
-                cx->kt->lstm_fwd_row(j1 - j0, d->activation, d->recurrent_activation,
-                                     (kx > 0 ? cx->bias_or_zeros : zrow) + j0,
-                                     k > 0 ? cx->zh + b * G + j0 : NULL,
+                float *zx = zrow;
+                if (kx > 0) {
+                    zx = cx->zx + b * G;
+                    if (cx->bias != NULL)
+                        for (int64_t q = 0; q < 4; q++)
+                            for (int64_t j = j0; j < j1; j++) zx[q * H + j] += cx->bias[q * H + j];
+                }
+                cx->kt->lstm_fwd_row(j1 - j0, d->activation, d->recurrent_activation, zx + j0,
+                                     recurrent ? cx->zh + b * G + j0 : NULL,
                                      training ? zrow + j0 : NULL, H, c_prev + j0, c_out + j0,
                                      h_out + j0);
                 if (s == T - 1) {
@@ -525,7 +542,7 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.bias = bias;
     cx.h0 = h0, cx.c0 = c0, cx.h_mask = h_mask;
     cx.y = y, cx.h_last = h_last, cx.c_last = c_last, cx.c_seq = c_seq;
-    cx.kx = fused_step(&cx.tl, B) ? I : 0;
+    cx.kx = fused_step(cfg, &cx.tl, B, I) ? I : 0;
     cx.a_panel = fnn_round_up(cx.tl.mr * (cx.kx + H), 16);
     cx.ws_floats = cx.kx > 0 ? 0 : fnn_round_up(fnn_gemm_serial_ws_floats(cfg, B * T, G, I), 16);
 
@@ -535,14 +552,17 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     const int64_t n_bp = cx.tl.n_ub * 4 * (cx.kx + H) * cx.tl.nr;
     const int64_t n_state = fnn_round_up(B * H, 16);
     const int64_t n_c = training ? 0 : n_state, n_h = y == NULL ? n_state : 0;
-    const int64_t n_zero = fnn_round_up(G, 16), n_zh = fnn_round_up(B * G, 16);
-    const int64_t total = n_z + n_zh + 2 * n_ap + n_bp + n_c + n_h + n_zero + nt * cx.ws_floats;
+    const int64_t n_zero = fnn_round_up(H, 16), n_zh = fnn_round_up(B * G, 16);
+    const int64_t n_zx = cx.kx > 0 ? n_zh : 0;
+    const int64_t total =
+        n_z + n_zh + n_zx + 2 * n_ap + n_bp + n_c + n_h + n_zero + nt * cx.ws_floats;
     float *mem = fnn_malloc((size_t)total * sizeof(float));
     if (mem == NULL) return FNN_ERR_NOMEM;
     float *p = mem;
     cx.z = training ? gates : p; /* fused inference: not used */
     p += n_z;
     cx.zh = p, p += n_zh;
+    cx.zx = p, p += n_zx;
     cx.ap[0] = p, p += n_ap;
     cx.ap[1] = p, p += n_ap;
     cx.bp = p, p += n_bp;
@@ -550,7 +570,6 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.hbuf = p, p += n_h;
     memset(p, 0, (size_t)n_zero * sizeof(float));
     cx.zeros = p, p += n_zero;
-    cx.bias_or_zeros = bias != NULL ? bias : cx.zeros;
     cx.ws = p;
 
     if (nt == 1) {
@@ -685,7 +704,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
         if (has_tile && need_dh)
             for (int64_t ub = ub0; ub < ub1; ub++) {
                 prefetch_part(&pl, ub - ub0, parts);
-                panel_gemm(cfg, &cx->tl, G, ap, cx->a_panel, rb0, rb1, B,
+                panel_gemm(&cx->tl, G, panel_kc(cfg, nr), ap, cx->a_panel, rb0, rb1, B,
                            cx->bp + ub * b_panel, FNN_MIN(nr, H - ub * nr), 0.0f,
                            cx->dh + ub * nr, H);
             }
@@ -694,7 +713,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
                 for (int64_t j = j0; j < j1; j++) cx->dh[b * H + j] *= cx->h_mask[b * H + j];
         for (int64_t ib = ib0; ib < ib1; ib++) {
             if (has_tile && need_dh) prefetch_part(&pl, ub1 - ub0 + ib - ib0, parts);
-            panel_gemm(cfg, &cx->tl, G, ap, cx->a_panel, rb0, rb1, B,
+            panel_gemm(&cx->tl, G, panel_kc(cfg, nr), ap, cx->a_panel, rb0, rb1, B,
                        cx->bp + (n_ub + ib) * b_panel, FNN_MIN(nr, I - ib * nr), 0.0f,
                        cx->dx + tau * I + ib * nr, T * I);
         }
