@@ -669,7 +669,8 @@ def draw_conv2d(data) -> Case:
                 also=("conv2d_fwd", "conv2d_output_shape"))
     ok = True
     for name, a in (("x", x), ("kernel", kernel), ("bias", bias)):
-        if a is not None and not _is_f32_array(a):
+        # only bias may be None; x may be drawn as None ("x not an array"): a TypeError
+        if (a is not None or name != "bias") and not _is_f32_array(a):
             case.expect(TypeError, name)
             ok = False
         elif a is not None and a.ndim != (1 if name == "bias" else 4):
@@ -818,8 +819,9 @@ def draw_pool2d(data) -> Case:
         return ops.avg_pool2d_backward(dy, x_shape, pool, strides, padding)
 
     case.call = call
-    for name, a in (("x", x if kind != "avg_backward" else None), ("dy", dy)):
-        if a is None:
+    # the operands this kind takes; x may be drawn as None ("x not an array"): a TypeError
+    for name, a, taken in (("x", x, kind != "avg_backward"), ("dy", dy, kind.endswith("backward"))):
+        if not taken:
             continue
         if not _is_f32_array(a):
             case.expect(TypeError, name)
