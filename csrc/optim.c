@@ -2,9 +2,10 @@
  *
  * Each rule is written once, as a static inline loop body in Keras's operation order. The
  * per-ISA kernels are that body compiled with the ISA's target attribute, so the compiler
- * vectorizes it (8 or 16 lanes); with -std=c11 GCC does not contract a*b+c into FMA, and sqrt
- * and division are correctly rounded, so every ISA, every vector/tail split and the NumPy
- * float32 reference in tests/test_optim_kernels.py agree bit for bit. */
+ * vectorizes it (8 or 16 lanes); setup.py builds with -ffp-contract=off, so neither GCC nor
+ * clang contracts a*b+c into FMA, and sqrt and division are correctly rounded, so every ISA,
+ * every vector/tail split and the NumPy float32 reference in tests/test_optim_kernels.py agree
+ * bit for bit. */
 #include <math.h>
 
 #include "internal.h"
