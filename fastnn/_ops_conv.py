@@ -154,6 +154,10 @@ def conv2d_backward_filter(
 ):
     """Gradients of conv2d's pre-activation output with respect to the kernel and the bias.
 
+    NaN and inf propagate; for 3x3 kernels at stride 1 (a Winograd transform) a non-finite
+    value in input channel c or in dy's filter f makes every tap of dkernel[..., c, :] or
+    dkernel[..., f] NaN, not only the taps that meet it.
+
     Returns:
         (dkernel (kernel_h, kernel_w, in_channels, filters), dbias (filters,) or None).
     """
