@@ -41,7 +41,7 @@ def openmp_flags():
         with open(src, "w") as f:
             f.write(probe)
         cmd = cc.split() + compile_flags + [src, "-o", os.path.join(tmp, "probe")] + link_flags
-        ok = subprocess.run(cmd, capture_output=True).returncode == 0
+        ok = subprocess.run(cmd, capture_output=True, check=False).returncode == 0
     if not ok:
         sys.exit(
             "fastnn: the C compiler cannot build OpenMP code (tried: "

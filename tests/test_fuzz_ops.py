@@ -11,7 +11,6 @@ import _fuzz
 import _reference_lstm as lstm_reference
 import numpy as np
 import pytest
-
 import test_conv2d as conv_reference  # ref_conv2d
 import test_pool2d as pool_reference  # ref_pool, ref_pool_grads
 from _fuzz import F32, Case, FuzzOp
