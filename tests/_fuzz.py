@@ -286,7 +286,9 @@ def matmul64(a64: np.ndarray, b64: np.ndarray) -> np.ndarray:
         return np.einsum("ik,kj->ij", a64, b64)
 
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+# erfc, not 1 + erf: for negative z, 1 + erf(z) cancels to 0 long before Phi(z) does
+# (gelu(-9) = -1.0e-18, not -0).
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def act64(name: str, z: np.ndarray, alpha: float = 0.0) -> np.ndarray:
@@ -307,7 +309,7 @@ def act64(name: str, z: np.ndarray, alpha: float = 0.0) -> np.ndarray:
         if name == "tanh":
             return np.tanh(z)
         if name == "gelu":  # its limit 0 at -inf, not -inf * 0 = NaN (as fastnn defines it)
-            return np.where(z == -np.inf, -0.0, 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0))))
+            return np.where(z == -np.inf, -0.0, 0.5 * z * _erfc(-z / math.sqrt(2.0)))
         if name == "softmax":
             e = np.exp(z - z.max(axis=-1, keepdims=True, initial=-np.inf))
             return e / e.sum(axis=-1, keepdims=True)
@@ -333,7 +335,7 @@ def act64_grad(name: str, z: np.ndarray, dy: np.ndarray, alpha: float = 0.0) -> 
             return (1.0 - np.tanh(z) ** 2) * dy
         if name == "gelu":
             pdf = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-            return (0.5 * (1.0 + _erf(z / math.sqrt(2.0))) + z * pdf) * dy
+            return (0.5 * _erfc(-z / math.sqrt(2.0)) + z * pdf) * dy
         if name == "softmax":
             y = act64("softmax", z)
             return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
