@@ -374,6 +374,8 @@ typedef struct {
 } fwd_ctx;
 
 static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
+    /* FTZ/DAZ on this thread for the call (see internal.h); the caller's mode comes back */
+    const unsigned int fp_mode = fnn_fp_enter();
     const fnn_lstm_desc *d = cx->d;
     const fnn_gemm_cfg *cfg = &cx->kt->gemm;
     const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
@@ -510,6 +512,7 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
 #pragma omp barrier
         }
     }
+    fnn_fp_leave(fp_mode);
 }
 
 fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
@@ -573,16 +576,10 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.ws = p;
 
     if (nt == 1) {
-        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ on this thread, see internal.h */
         fwd_thread(&cx, 0, 1);
-        fnn_fp_leave(fp);
     } else {
 #pragma omp parallel num_threads(nt)
-        {
-            const unsigned int fp = fnn_fp_enter();
-            fwd_thread(&cx, THREAD_ID(), nt);
-            fnn_fp_leave(fp);
-        }
+        fwd_thread(&cx, THREAD_ID(), nt);
     }
     fnn_free(mem);
     return FNN_OK;
@@ -630,6 +627,8 @@ static void build_xh(const bwd_ctx *cx, int64_t r0, int64_t r1) {
 }
 
 static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
+    /* FTZ/DAZ on this thread for the call (see internal.h); the caller's mode comes back */
+    const unsigned int fp_mode = fnn_fp_enter();
     const fnn_lstm_desc *d = cx->d;
     const fnn_gemm_cfg *cfg = &cx->kt->gemm;
     const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
@@ -741,6 +740,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
                            : (r < I + H ? cx->drkernel + (r - I) * G : cx->dbias);
         if (dst != NULL) memcpy(dst, cx->dwu + r * G, (size_t)G * sizeof(float));
     }
+    fnn_fp_leave(fp_mode);
 }
 
 fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
@@ -806,16 +806,10 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     cx.ws = p;
 
     if (nt == 1) {
-        const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ on this thread, see internal.h */
         bwd_thread(&cx, 0, 1);
-        fnn_fp_leave(fp);
     } else {
 #pragma omp parallel num_threads(nt)
-        {
-            const unsigned int fp = fnn_fp_enter();
-            bwd_thread(&cx, THREAD_ID(), nt);
-            fnn_fp_leave(fp);
-        }
+        bwd_thread(&cx, THREAD_ID(), nt);
     }
     fnn_free(mem);
     return FNN_OK;
