@@ -111,14 +111,30 @@ static void scale_only(const fnn_kernel_table *kt, const fnn_gemm_problem *p, in
         epilogue(kt, p, p->c + m0 * p->ldc + n0, m1 - m0, n1 - n0, n0);
 }
 
-/* The loop nest over C's rows [m0, m1) and columns [n0, n1), on the calling thread. */
+/* Update mode's gradient block: one packed A block's rows by one B panel's columns. */
+static int64_t grad_block_floats(const fnn_gemm_cfg *cfg, int64_t m, int64_t n) {
+    return FNN_MIN(cfg->mc, fnn_round_up(m, cfg->mr)) *
+           fnn_round_up(FNN_MIN(cfg->nc, fnn_round_up(n, cfg->nr)), 16);
+}
+
+/* The loop nest over C's rows [m0, m1) and columns [n0, n1), on the calling thread. In update
+ * mode (p->upd) each A block's tiles go into the gradient block gp (grad_block_floats, ld a
+ * multiple of 16), which then updates the parameter row by row: the update streams through
+ * whole rows, as the unfused pass does, while the gradient block stays in cache. */
 static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
                        const fnn_gemm_problem *p, int64_t m0, int64_t m1, int64_t n0,
-                       int64_t n1, float *ap, float *bp) {
+                       int64_t n1, float *ap, float *bp, float *gp) {
     const int64_t mr = cfg->mr, nr = cfg->nr;
     const int has_epilogue = p->bias != NULL || p->act != FNN_ACT_LINEAR;
     FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
 
+    if (p->upd != NULL && p->k == 0) { /* a zero gradient still moves the optimizer state */
+        memset(tile, 0, sizeof(tile));
+        for (int64_t i = m0; i < m1; i++)
+            for (int64_t j = n0; j < n1; j += nr)
+                fnn_update_tile(kt, p->upd, tile, nr, 1, FNN_MIN(nr, n1 - j), i, j);
+        return;
+    }
     if (p->k == 0 || p->alpha == 0.0f) {
         scale_only(kt, p, m0, m1, n0, n1);
         return;
@@ -133,10 +149,21 @@ static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
             for (int64_t ic = m0; ic < m1; ic += cfg->mc) {
                 const int64_t mc = FNN_MIN(cfg->mc, m1 - ic);
                 pack_a(cfg->pack_t, p, mr, ic, mc, pc, kc, ap);
+                const int64_t ldg = fnn_round_up(nc, 16);
                 for (int64_t jr = 0; jr < nc; jr += nr) {
                     const int64_t cols = FNN_MIN(nr, nc - jr);
                     for (int64_t ir = 0; ir < mc; ir += mr) {
                         const int64_t rows = FNN_MIN(mr, mc - ir);
+                        if (p->upd != NULL) { /* k is one block: the tile is final */
+                            float *g = gp + ir * ldg + jr;
+                            if (rows == mr && cols == nr) {
+                                cfg->ukr(kc, 1.0f, ap + ir * kc, bp + jr * kc, 0.0f, g, ldg);
+                            } else {
+                                cfg->ukr(kc, 1.0f, ap + ir * kc, bp + jr * kc, 0.0f, tile, nr);
+                                merge_tile(tile, nr, rows, cols, 0.0f, g, ldg);
+                            }
+                            continue;
+                        }
                         float *c = p->c + (ic + ir) * p->ldc + jc + jr;
                         if (rows == mr && cols == nr) {
                             cfg->ukr(kc, p->alpha, ap + ir * kc, bp + jr * kc, beta, c, p->ldc);
@@ -148,6 +175,7 @@ static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
                         if (last_k && has_epilogue) epilogue(kt, p, c, rows, cols, jc + jr);
                     }
                 }
+                if (p->upd != NULL) fnn_update_tile(kt, p->upd, gp, ldg, mc, nc, ic, jc);
             }
         }
     }
@@ -272,7 +300,8 @@ void fnn_gemm_serial(const fnn_gemm_cfg *cfg, const fnn_gemm_problem *p, float *
     switch (choose_path(cfg, p)) {
     case FNN_GEMM_NARROW: gemm_narrow_block(kt, cfg, p, 0, p->m, ws); break;
     case FNN_GEMM_SUP: gemm_sup_block(kt, cfg, p, 0, p->m, 0, p->n, ws); break;
-    default: gemm_block(kt, cfg, p, 0, p->m, 0, p->n, ws, ws + pack_a_floats(cfg, p->m, p->k));
+    default:
+        gemm_block(kt, cfg, p, 0, p->m, 0, p->n, ws, ws + pack_a_floats(cfg, p->m, p->k), NULL);
     }
 }
 
@@ -320,7 +349,7 @@ static void thread_grid(int64_t mr, int64_t nr, int64_t m, int64_t n, int64_t k,
 typedef struct {
     fnn_gemm_path path;
     int tn;
-    int64_t m_step, n_step, ws_a, ws_floats;
+    int64_t m_step, n_step, ws_a, ws_b, ws_floats;
 } gemm_split;
 
 static fnn_status gemm_part(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
@@ -335,17 +364,17 @@ static fnn_status gemm_part(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     switch (split->path) {
     case FNN_GEMM_NARROW: gemm_narrow_block(kt, cfg, p, m0, m1, ws); break;
     case FNN_GEMM_SUP: gemm_sup_block(kt, cfg, p, m0, m1, n0, n1, ws); break;
-    default: gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + split->ws_a);
+    default:
+        gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + split->ws_a,
+                   ws + split->ws_a + split->ws_b);
     }
     fnn_fp_leave(fp);
     return FNN_OK;
 }
 
-fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
-    if (p->m == 0 || p->n == 0) return FNN_OK;
-    const fnn_kernel_table *kt = fnn_kernels();
-    const fnn_gemm_cfg *cfg = &kt->gemm;
-    const fnn_gemm_path path = choose_path(cfg, p);
+/* Splits the problem over up to n_threads threads (one parallel region) along `path`. */
+static fnn_status run_split(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
+                            const fnn_gemm_problem *p, fnn_gemm_path path, int n_threads) {
     const int64_t mr = path == FNN_GEMM_NARROW ? cfg->narrow_mr
                        : path == FNN_GEMM_SUP  ? cfg->sup_mr
                                                : cfg->mr;
@@ -363,10 +392,12 @@ fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
     const int64_t m_step = fnn_ceil_div(fnn_ceil_div(p->m, mr), tm) * mr;
     const int64_t n_step = fnn_ceil_div(fnn_ceil_div(p->n, nr), tn) * nr;
     const int64_t ws_a = pack_a_floats(cfg, m_step, p->k);
+    const int64_t ws_b = pack_b_floats(cfg, n_step, p->k);
+    const int64_t ws_g = p->upd != NULL ? grad_block_floats(cfg, m_step, n_step) : 0;
     const int64_t ws_floats = path == FNN_GEMM_NARROW ? narrow_ws_floats(cfg, p->k)
                               : path == FNN_GEMM_SUP    ? sup_ws_floats(cfg, p->k)
-                                                        : ws_a + pack_b_floats(cfg, n_step, p->k);
-    const gemm_split split = {path, tn, m_step, n_step, ws_a, ws_floats};
+                                                        : ws_a + ws_b + ws_g;
+    const gemm_split split = {path, tn, m_step, n_step, ws_a, ws_b, ws_floats};
     if (nt == 1) return gemm_part(kt, cfg, p, &split, 0);
     int failed = 0;
 #ifdef _OPENMP
@@ -374,6 +405,32 @@ fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
     failed |= gemm_part(kt, cfg, p, &split, omp_get_thread_num()) != FNN_OK;
 #endif
     return failed ? FNN_ERR_NOMEM : FNN_OK;
+}
+
+fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
+    if (p->m == 0 || p->n == 0) return FNN_OK;
+    const fnn_kernel_table *kt = fnn_kernels();
+    return run_split(kt, &kt->gemm, p, choose_path(&kt->gemm, p), n_threads);
+}
+
+/* Update mode's widest B panel: the gradient block (mc x nc floats, 384 KiB with AVX-512's
+ * mc = 192) stays in L2 between the micro-kernels writing it and the update reading it. */
+#define FNN_GEMM_UPDATE_NC 512
+
+/* Update mode (internal.h): the packed path with k in one block. Past kc, mc and nc shrink as
+ * k grows so that the packed A block and B panel keep their usual size, until they reach one
+ * micro-panel (mr or nr); only then do the buffers grow with k. */
+fnn_status fnn_gemm_update_run(const fnn_gemm_problem *p, int n_threads) {
+    if (p->m == 0 || p->n == 0) return FNN_OK;
+    const fnn_kernel_table *kt = fnn_kernels();
+    fnn_gemm_cfg cfg = kt->gemm;
+    cfg.nc = FNN_MIN(cfg.nc, FNN_GEMM_UPDATE_NC);
+    if (p->k > cfg.kc) { /* one k block: shrink mc and nc to keep the buffers' size */
+        cfg.mc = FNN_MAX(cfg.mr, cfg.mc * cfg.kc / p->k / cfg.mr * cfg.mr);
+        cfg.nc = FNN_MAX(cfg.nr, cfg.nc * cfg.kc / p->k / cfg.nr * cfg.nr);
+    }
+    cfg.kc = FNN_MAX(cfg.kc, p->k);
+    return run_split(kt, &cfg, p, FNN_GEMM_PACKED, n_threads);
 }
 
 fnn_status fnn_gemm_ex_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,

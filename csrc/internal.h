@@ -473,7 +473,33 @@ typedef struct {
     const float *bias; /* NULL or n floats */
     fnn_act act;       /* epilogue activation; FNN_ACT_LINEAR for none */
     float act_alpha;
+    /* NULL, or: C is a gradient that is never stored. Each finished tile of op(A) op(B) goes
+     * straight into this optimizer update of the parameter (c, ldc, beta, bias, act unused;
+     * alpha must be 1). See fnn_gemm_update_run. */
+    const struct fnn_tile_update *upd;
 } fnn_gemm_problem;
+
+/* An optimizer update applied tile by tile to an m x n row-major parameter (row stride ld) and
+ * its slots (same layout; NULL where the rule has none), with the constants optim.c computes. */
+typedef enum { FNN_UPDATE_SGD, FNN_UPDATE_ADAM, FNN_UPDATE_RMSPROP } fnn_update_rule;
+typedef struct fnn_tile_update {
+    fnn_update_rule rule;
+    const void *consts; /* fnn_sgd_consts, fnn_adam_consts or fnn_rmsprop_consts */
+    float *param, *s1, *s2;
+    int64_t ld;
+} fnn_tile_update;
+
+/* param[i0 + r, j0 + c] etc. updated with gradient g[r * ldg + c] for r < rows, c < cols; the
+ * same per-element arithmetic (and bits) as the whole-array update. */
+void fnn_update_tile(const fnn_kernel_table *kt, const fnn_tile_update *u, const float *g,
+                     int64_t ldg, int64_t rows, int64_t cols, int64_t i0, int64_t j0);
+
+/* Fused weight-gradient step: G = op(A) op(B) (m x n, k deep) computed tile by tile, each tile
+ * applied to u's parameter as soon as it is final, so G never exists in memory. The whole k
+ * depth goes through each tile in one pass (one packed block; mc and nc shrink as k grows past
+ * kc to keep the packing buffers the same size), so the bits of a tile do not depend on k's
+ * blocking or on the thread count. p->c is unused; p->upd must be set. */
+fnn_status fnn_gemm_update_run(const fnn_gemm_problem *p, int n_threads);
 
 /* Checks a problem's arguments: FNN_OK or FNN_ERR_ARG. */
 fnn_status fnn_gemm_check(const fnn_gemm_problem *p);

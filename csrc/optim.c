@@ -129,6 +129,27 @@ FNN_TARGET_AVX512 void fnn_rmsprop_f32_avx512(const fnn_rmsprop_consts *c, int64
 
 /* ---- public entry points: constants as Keras computes them, then threads over ranges -------- */
 
+static fnn_sgd_consts sgd_consts(double lr, double momentum, int nesterov) {
+    return (fnn_sgd_consts){(float)lr, (float)momentum, nesterov != 0};
+}
+
+/* Keras: beta powers in float32 (powf of the float32 betas and step), then
+ * alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t), left to right in float32. */
+static fnn_adam_consts adam_consts(double lr, double beta_1, double beta_2, double epsilon,
+                                   int64_t step) {
+    const float t = (float)step;
+    const float b1p = powf((float)beta_1, t), b2p = powf((float)beta_2, t);
+    const float alpha = (float)lr * sqrtf(1.0f - b2p) / (1.0f - b1p);
+    return (fnn_adam_consts){alpha, (float)(1.0 - beta_1), (float)(1.0 - beta_2),
+                             (float)epsilon};
+}
+
+static fnn_rmsprop_consts rmsprop_consts(double lr, double rho, double momentum,
+                                         double epsilon) {
+    return (fnn_rmsprop_consts){(float)lr, (float)rho, (float)(1.0 - rho), (float)momentum,
+                                (float)epsilon};
+}
+
 typedef struct {
     const fnn_kernel_table *kt;
     const void *consts;
@@ -159,7 +180,7 @@ fnn_status fnn_sgd_update_f32(int64_t n, float *param, const float *grad, float 
     if (param == NULL || grad == NULL || (momentum != 0.0 && velocity == NULL))
         return FNN_ERR_ARG;
     /* Keras: momentum == 0 has no velocity slot; the rule is w -= lr * g. */
-    const fnn_sgd_consts c = {(float)lr, (float)momentum, nesterov != 0};
+    const fnn_sgd_consts c = sgd_consts(lr, momentum, nesterov);
     optim_job job = {fnn_kernels(), &c, param, momentum != 0.0 ? velocity : NULL, NULL, grad};
     fnn_parallel_ranges(n, 64, fnn_eltwise_threads(SGD_COST * (double)n, n_threads), sgd_range,
                         &job);
@@ -172,13 +193,7 @@ fnn_status fnn_adam_update_f32(int64_t n, float *param, const float *grad, float
     if (n < 0 || step < 1) return FNN_ERR_ARG;
     if (n == 0) return FNN_OK;
     if (param == NULL || grad == NULL || m == NULL || v == NULL) return FNN_ERR_ARG;
-    /* Keras: beta powers in float32 (powf of the float32 betas and step), then
-     * alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t), left to right in float32. */
-    const float t = (float)step;
-    const float b1p = powf((float)beta_1, t), b2p = powf((float)beta_2, t);
-    const float alpha = (float)lr * sqrtf(1.0f - b2p) / (1.0f - b1p);
-    const fnn_adam_consts c = {alpha, (float)(1.0 - beta_1), (float)(1.0 - beta_2),
-                               (float)epsilon};
+    const fnn_adam_consts c = adam_consts(lr, beta_1, beta_2, epsilon, step);
     optim_job job = {fnn_kernels(), &c, param, m, v, grad};
     fnn_parallel_ranges(n, 64, fnn_eltwise_threads(ADAM_COST * (double)n, n_threads), adam_range,
                         &job);
@@ -192,10 +207,75 @@ fnn_status fnn_rmsprop_update_f32(int64_t n, float *param, const float *grad, fl
     if (n == 0) return FNN_OK;
     if (param == NULL || grad == NULL || ms == NULL || (momentum > 0.0 && mom == NULL))
         return FNN_ERR_ARG;
-    const fnn_rmsprop_consts c = {(float)lr, (float)rho, (float)(1.0 - rho), (float)momentum,
-                                  (float)epsilon};
+    const fnn_rmsprop_consts c = rmsprop_consts(lr, rho, momentum, epsilon);
     optim_job job = {fnn_kernels(), &c, param, ms, momentum > 0.0 ? mom : NULL, grad};
     fnn_parallel_ranges(n, 64, fnn_eltwise_threads(RMSPROP_COST * (double)n, n_threads),
                         rmsprop_range, &job);
     return FNN_OK;
+}
+
+/* ---- fused with the weight-gradient GEMM (gemm.c's update mode) ----------------------------- */
+
+void fnn_update_tile(const fnn_kernel_table *kt, const fnn_tile_update *u, const float *g,
+                     int64_t ldg, int64_t rows, int64_t cols, int64_t i0, int64_t j0) {
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t off = (i0 + r) * u->ld + j0;
+        const float *gr = g + r * ldg;
+        float *s1 = u->s1 != NULL ? u->s1 + off : NULL, *s2 = u->s2 != NULL ? u->s2 + off : NULL;
+        switch (u->rule) {
+        case FNN_UPDATE_SGD: kt->sgd(u->consts, cols, u->param + off, gr, s1); break;
+        case FNN_UPDATE_ADAM: kt->adam(u->consts, cols, u->param + off, gr, s1, s2); break;
+        case FNN_UPDATE_RMSPROP: kt->rmsprop(u->consts, cols, u->param + off, gr, s1, s2); break;
+        }
+    }
+}
+
+static fnn_status gemm_update(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
+                              const float *a, int64_t lda, const float *b, int64_t ldb,
+                              const fnn_tile_update *u, int n_threads) {
+    fnn_gemm_problem p = {ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, NULL, n, NULL,
+                          FNN_ACT_LINEAR, 0.0f, u};
+    if (m < 0 || n < 0 || k < 0) return FNN_ERR_ARG;
+    if (m == 0 || n == 0) return FNN_OK;
+    if (k > 0) { /* fnn_gemm_check wants a C; the update writes the parameter instead */
+        float dummy;
+        p.c = &dummy;
+        const fnn_status st = fnn_gemm_check(&p);
+        p.c = NULL;
+        if (st != FNN_OK) return st;
+    }
+    return fnn_gemm_update_run(&p, n_threads);
+}
+
+fnn_status fnn_gemm_sgd_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
+                            const float *a, int64_t lda, const float *b, int64_t ldb,
+                            float *param, float *velocity, double lr, double momentum,
+                            int nesterov, int n_threads) {
+    if (param == NULL || (momentum != 0.0 && velocity == NULL)) return FNN_ERR_ARG;
+    const fnn_sgd_consts c = sgd_consts(lr, momentum, nesterov);
+    const fnn_tile_update u = {FNN_UPDATE_SGD, &c, param,
+                               momentum != 0.0 ? velocity : NULL, NULL, n};
+    return gemm_update(ta, tb, m, n, k, a, lda, b, ldb, &u, n_threads);
+}
+
+fnn_status fnn_gemm_adam_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
+                             const float *a, int64_t lda, const float *b, int64_t ldb,
+                             float *param, float *m_slot, float *v_slot, double lr,
+                             double beta_1, double beta_2, double epsilon, int64_t step,
+                             int n_threads) {
+    if (step < 1 || param == NULL || m_slot == NULL || v_slot == NULL) return FNN_ERR_ARG;
+    const fnn_adam_consts c = adam_consts(lr, beta_1, beta_2, epsilon, step);
+    const fnn_tile_update u = {FNN_UPDATE_ADAM, &c, param, m_slot, v_slot, n};
+    return gemm_update(ta, tb, m, n, k, a, lda, b, ldb, &u, n_threads);
+}
+
+fnn_status fnn_gemm_rmsprop_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
+                                const float *a, int64_t lda, const float *b, int64_t ldb,
+                                float *param, float *ms, float *mom, double lr, double rho,
+                                double momentum, double epsilon, int n_threads) {
+    if (param == NULL || ms == NULL || (momentum > 0.0 && mom == NULL)) return FNN_ERR_ARG;
+    const fnn_rmsprop_consts c = rmsprop_consts(lr, rho, momentum, epsilon);
+    const fnn_tile_update u = {FNN_UPDATE_RMSPROP, &c, param, ms, momentum > 0.0 ? mom : NULL,
+                               n};
+    return gemm_update(ta, tb, m, n, k, a, lda, b, ldb, &u, n_threads);
 }

@@ -20,8 +20,8 @@ Contract shared by every function:
 - Shapes use named dimensions: `batch` rows, `in_dim`/`units` features, `classes` outputs.
 
 Beyond the dense-network kernels listed in issue 3 (dense_forward, needs_preact, act_forward,
-act_backward, matmul, bias_grad, softmax_xent, sigmoid_bce, sgd/adam/rmsprop_update,
-dropout_forward/backward), the losses that do not fuse with an output activation and the
+act_backward, matmul, bias_grad, softmax_xent, sigmoid_bce, sgd/adam/rmsprop_update and their
+sgd/adam/rmsprop_gemm_update forms fused with dW, dropout_forward/backward), the losses that do not fuse with an output activation and the
 regularizers need: xent_probs, bce_probs, mse, mae and l1l2_penalty.
 """
 
@@ -256,6 +256,33 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, ms: np.ndarray, mom: np.
     """
     _kernels.rmsprop_update(param, grad, ms, mom, lr=lr, rho=rho,
                             momentum=momentum if mom is not None else 0.0, epsilon=epsilon)
+
+
+def sgd_gemm_update(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool,
+                    param: np.ndarray, velocity: np.ndarray | None, lr: float, momentum: float,
+                    nesterov: bool) -> None:
+    """`sgd_update` with grad = op(a) @ op(b), never stored: each finished tile of the GEMM
+    updates its part of param at once (a dense layer's dW = x^T dz, trans_a=True)."""
+    momentum = momentum if velocity is not None else 0.0
+    _kernels.gemm_sgd_update(a, b, param, velocity, trans_a=trans_a, trans_b=trans_b, lr=lr,
+                             momentum=momentum, nesterov=nesterov)
+
+
+def adam_gemm_update(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool,
+                     param: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta_1: float,
+                     beta_2: float, epsilon: float, step: int) -> None:
+    """`adam_update` with grad = op(a) @ op(b), never stored (see sgd_gemm_update)."""
+    _kernels.gemm_adam_update(a, b, param, m, v, trans_a=trans_a, trans_b=trans_b, lr=lr,
+                              beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, step=int(step))
+
+
+def rmsprop_gemm_update(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool,
+                        param: np.ndarray, ms: np.ndarray, mom: np.ndarray | None, lr: float,
+                        rho: float, momentum: float, epsilon: float) -> None:
+    """`rmsprop_update` with grad = op(a) @ op(b), never stored (see sgd_gemm_update)."""
+    _kernels.gemm_rmsprop_update(a, b, param, ms, mom, trans_a=trans_a, trans_b=trans_b, lr=lr,
+                                 rho=rho, momentum=momentum if mom is not None else 0.0,
+                                 epsilon=epsilon)
 
 
 def dropout_forward(x: np.ndarray, rate: float, rng: np.random.Generator, mask_out: np.ndarray,

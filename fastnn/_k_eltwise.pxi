@@ -296,6 +296,113 @@ def rmsprop_update(param, grad, ms, mom=None, *, double lr, double rho, double m
     _raise_on_error(st, "rmsprop_update")
 
 
+# --- optimizer updates fused with the weight-gradient GEMM -----------------------------------
+
+cdef int _gemm_update_args(str op, object a, object b, bint ta, bint tb, object param,
+                           tuple slots, tuple names, int64_t *dims) except -1:
+    """Checks a fused update's operands; dims receives m, n, k, lda, ldb."""
+    _check_f32(a, op, "a", 2)
+    _check_f32(b, op, "b", 2)
+    dims[3] = _row_stride(<cnp.ndarray>a, op, "a")
+    dims[4] = _row_stride(<cnp.ndarray>b, op, "b")
+    dims[0] = a.shape[1] if ta else a.shape[0]
+    dims[2] = a.shape[0] if ta else a.shape[1]
+    cdef int64_t kb = b.shape[1] if tb else b.shape[0]
+    dims[1] = b.shape[0] if tb else b.shape[1]
+    if dims[2] != kb:
+        raise ValueError(f"{op}: inner dimensions differ: op(a) is {dims[0]}x{dims[2]}, op(b) "
+                         f"is {kb}x{dims[1]} (a.shape={a.shape}, b.shape={b.shape}, "
+                         f"trans_a={bool(ta)}, trans_b={bool(tb)})")
+    _check_array(param, op, "param", cnp.NPY_FLOAT32, "float32")
+    _check_writeable(<cnp.ndarray>param, op, "param")
+    if param.shape != (dims[0], dims[1]):
+        raise ValueError(f"{op}: param must have the gradient's shape ({dims[0]}, {dims[1]}) "
+                         f"= op(a) @ op(b), received {param.shape}")
+    for s, name in zip(slots, names):
+        if s is not None:
+            _check_same(s, param, op, name, "param")
+            _check_writeable(<cnp.ndarray>s, op, name)
+    _check_disjoint((param,) + slots, ("param",) + names, op)
+    for s, name in zip((param,) + slots, ("param",) + names):
+        for x, xname in ((a, "a"), (b, "b")):
+            if s is not None and _overlap(<cnp.ndarray>s, <cnp.ndarray>x):
+                raise ValueError(f"{op}: {name} and {xname} overlap in memory; "
+                                 "pass separate arrays")
+    return 0
+
+
+def gemm_sgd_update(a, b, param, velocity=None, *, bint trans_a=False, bint trans_b=False,
+                    double lr, double momentum=0.0, bint nesterov=False):
+    """sgd_update(param, op(a) @ op(b), velocity, ...) without storing the gradient: each tile
+    of op(a) @ op(b) updates its part of param as soon as it is final (see fastnn.h)."""
+    if momentum != 0.0 and velocity is None:
+        raise ValueError(f"gemm_sgd_update: momentum={momentum} needs a velocity array, "
+                         "received None")
+    cdef int64_t d[5]
+    _gemm_update_args("gemm_sgd_update", a, b, trans_a, trans_b, param, (velocity,),
+                      ("velocity",), d)
+    cdef const float *ap = _fptr(a)
+    cdef const float *bp = _fptr(b)
+    cdef float *pp = _fptr(param)
+    cdef float *vp = _fptr(velocity)
+    cdef fnn_trans ta = FNN_TRANS if trans_a else FNN_NOTRANS
+    cdef fnn_trans tb = FNN_TRANS if trans_b else FNN_NOTRANS
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_gemm_sgd_f32(ta, tb, d[0], d[1], d[2], ap, d[3], bp, d[4], pp, vp, lr,
+                              momentum, nesterov, nt)
+    _raise_on_error(st, "gemm_sgd_update")
+
+
+def gemm_adam_update(a, b, param, m, v, *, bint trans_a=False, bint trans_b=False, double lr,
+                     double beta_1, double beta_2, double epsilon, int64_t step):
+    """adam_update(param, op(a) @ op(b), m, v, ...) without storing the gradient (see
+    gemm_sgd_update)."""
+    if step < 1:
+        raise ValueError(f"gemm_adam_update: step counts updates from 1, received {step}")
+    cdef int64_t d[5]
+    _gemm_update_args("gemm_adam_update", a, b, trans_a, trans_b, param, (m, v), ("m", "v"), d)
+    cdef const float *ap = _fptr(a)
+    cdef const float *bp = _fptr(b)
+    cdef float *pp = _fptr(param)
+    cdef float *mp = _fptr(m)
+    cdef float *vp = _fptr(v)
+    cdef fnn_trans ta = FNN_TRANS if trans_a else FNN_NOTRANS
+    cdef fnn_trans tb = FNN_TRANS if trans_b else FNN_NOTRANS
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_gemm_adam_f32(ta, tb, d[0], d[1], d[2], ap, d[3], bp, d[4], pp, mp, vp, lr,
+                               beta_1, beta_2, epsilon, step, nt)
+    _raise_on_error(st, "gemm_adam_update")
+
+
+def gemm_rmsprop_update(a, b, param, ms, mom=None, *, bint trans_a=False, bint trans_b=False,
+                        double lr, double rho, double momentum=0.0, double epsilon):
+    """rmsprop_update(param, op(a) @ op(b), ms, mom, ...) without storing the gradient (see
+    gemm_sgd_update)."""
+    if momentum > 0.0 and mom is None:
+        raise ValueError(f"gemm_rmsprop_update: momentum={momentum} needs a mom array, "
+                         "received None")
+    cdef int64_t d[5]
+    _gemm_update_args("gemm_rmsprop_update", a, b, trans_a, trans_b, param, (ms, mom),
+                      ("ms", "mom"), d)
+    cdef const float *ap = _fptr(a)
+    cdef const float *bp = _fptr(b)
+    cdef float *pp = _fptr(param)
+    cdef float *msp = _fptr(ms)
+    cdef float *mop = _fptr(mom)
+    cdef fnn_trans ta = FNN_TRANS if trans_a else FNN_NOTRANS
+    cdef fnn_trans tb = FNN_TRANS if trans_b else FNN_NOTRANS
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_gemm_rmsprop_f32(ta, tb, d[0], d[1], d[2], ap, d[3], bp, d[4], pp, msp, mop,
+                                  lr, rho, momentum, epsilon, nt)
+    _raise_on_error(st, "gemm_rmsprop_update")
+
+
 # --- dropout --------------------------------------------------------------------------------
 
 cdef inline int _check_rate(double rate, str op) except -1:

@@ -89,6 +89,20 @@ cdef extern from "fastnn.h" nogil:
     fnn_status fnn_rmsprop_update_f32(int64_t n, float *param, const float *grad, float *ms,
                                       float *mom, double lr, double rho, double momentum,
                                       double epsilon, int n_threads) noexcept
+    fnn_status fnn_gemm_sgd_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
+                                const float *a, int64_t lda, const float *b, int64_t ldb,
+                                float *param, float *velocity, double lr, double momentum,
+                                int nesterov, int n_threads) noexcept
+    fnn_status fnn_gemm_adam_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
+                                 const float *a, int64_t lda, const float *b, int64_t ldb,
+                                 float *param, float *m_slot, float *v_slot, double lr,
+                                 double beta_1, double beta_2, double epsilon, int64_t step,
+                                 int n_threads) noexcept
+    fnn_status fnn_gemm_rmsprop_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n,
+                                    int64_t k, const float *a, int64_t lda, const float *b,
+                                    int64_t ldb, float *param, float *ms, float *mom, double lr,
+                                    double rho, double momentum, double epsilon,
+                                    int n_threads) noexcept
     fnn_status fnn_dropout_fwd_f32(int64_t n, const float *x, float rate, uint64_t seed,
                                    uint8_t *mask, float *y, int n_threads) noexcept
     fnn_status fnn_dropout_bwd_f32(int64_t n, const float *dy, const uint8_t *mask, float rate,

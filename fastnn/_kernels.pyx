@@ -51,6 +51,8 @@ cdef inline int64_t _row_stride(cnp.ndarray x, str op, str name) except -1:
     _check_aligned(x, op, name)
     cdef int64_t rows = x.shape[0], cols = x.shape[1]
     cdef int64_t s0 = x.strides[0], s1 = x.strides[1]
+    if rows == 0 or cols == 0:  # empty: NumPy may give any strides (0 after a copy)
+        return cols if cols > 0 else 1
     if cols > 1 and s1 != 4:
         raise ValueError(f"{op}: {name} rows must be contiguous, received strides {(<object>x).strides}")
     if rows <= 1:

@@ -2,6 +2,10 @@
 
 `build(params)` creates per-parameter slots; `apply(params, grads)` updates every parameter in
 place through one fused `fastnn._backend` call each (sgd_update, adam_update, rmsprop_update).
+`fused_update(i, param, a, b)` updates parameter i with the gradient op(a) @ op(b) inside the
+GEMM that computes it (the gradient is never stored); a training step calls it from a layer's
+backward for some parameters and then `apply(params, grads, skip=those)` for the rest, so
+`iterations` counts the step once.
 `learning_rate` may be reassigned between steps (ReduceLROnPlateau does so).
 """
 
@@ -10,6 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import _backend, _checks
+
+
+def _owner(cls: type, name: str) -> type:
+    """The class in cls's MRO that defines attribute `name`."""
+    return next(klass for klass in cls.__mro__ if name in vars(klass))
 
 
 class Optimizer:
@@ -37,23 +46,53 @@ class Optimizer:
     def _update(self, param: np.ndarray, grad: np.ndarray, slots: tuple) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement _update")
 
+    def _gemm_update(self, param: np.ndarray, a: np.ndarray, b: np.ndarray, trans_a: bool,
+                     trans_b: bool, slots: tuple) -> None:
+        """`_update` with grad = op(a) @ op(b); optional (see `supports_fused_update`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _gemm_update")
+
+    @property
+    def supports_fused_update(self) -> bool:
+        """Whether `fused_update` applies this optimizer's own rule: its class defines
+        `_gemm_update` no higher in the hierarchy than `_update`, and keeps the base `apply`
+        (a subclass that changes `_update` or `apply` alone gets `apply` for everything)."""
+        gemm_owner = _owner(type(self), "_gemm_update")
+        return (gemm_owner is not Optimizer
+                and issubclass(gemm_owner, _owner(type(self), "_update"))
+                and _owner(type(self), "apply") is Optimizer)
+
     def build(self, params: list[np.ndarray]) -> None:
         """Create zero-initialised slots for each parameter (once)."""
         self._slots = [self._make_slots(p) for p in params]
         self._shapes = [p.shape for p in params]
         self.built = True
 
-    def apply(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        """One update step of every parameter, in place."""
+    def apply(self, params: list[np.ndarray], grads: list[np.ndarray | None],
+              skip=()) -> None:
+        """One update step of every parameter, in place; the indices in `skip` were already
+        updated by `fused_update` in this step (their grads entries are ignored)."""
         if not self.built:
             self.build(params)
         shapes = [p.shape for p in params]
         if shapes != self._shapes or len(grads) != len(params):
             raise ValueError(f"{type(self).__name__}: built for parameters of shapes "
                              f"{self._shapes}, received {shapes} with {len(grads)} gradients")
-        for param, grad, slots in zip(params, grads, self._slots):
-            self._update(param, grad, slots)
+        for i, (param, grad, slots) in enumerate(zip(params, grads, self._slots)):
+            if i not in skip:
+                self._update(param, grad, slots)
         self.iterations += 1
+
+    def fused_update(self, index: int, param: np.ndarray, a: np.ndarray, b: np.ndarray,
+                     trans_a: bool = False, trans_b: bool = False) -> None:
+        """This step's update of parameter `index` (of the built list) with the gradient
+        op(a) @ op(b), computed and applied tile by tile; `apply(..., skip=...)` must follow
+        in the same step (it counts the step)."""
+        if not self.built or not 0 <= index < len(self._shapes) \
+                or param.shape != self._shapes[index]:
+            raise ValueError(f"{type(self).__name__}: fused_update of parameter {index} with "
+                             f"shape {param.shape}; built for shapes "
+                             f"{getattr(self, '_shapes', None)}")
+        self._gemm_update(param, a, b, trans_a, trans_b, self._slots[index])
 
     def apply_gradients(self, grads_and_vars) -> None:
         """Keras-style `apply_gradients([(grad, param), ...])`."""
@@ -103,6 +142,10 @@ class SGD(Optimizer):
         _backend.sgd_update(param, grad, slots[0], self.learning_rate, self.momentum,
                             self.nesterov)
 
+    def _gemm_update(self, param, a, b, trans_a, trans_b, slots):
+        _backend.sgd_gemm_update(a, b, trans_a, trans_b, param, slots[0], self.learning_rate,
+                                 self.momentum, self.nesterov)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -131,6 +174,11 @@ class Adam(Optimizer):
     def _update(self, param, grad, slots):
         _backend.adam_update(param, grad, slots[0], slots[1], self.learning_rate, self.beta_1,
                              self.beta_2, self.epsilon, self.iterations + 1)
+
+    def _gemm_update(self, param, a, b, trans_a, trans_b, slots):
+        _backend.adam_gemm_update(a, b, trans_a, trans_b, param, slots[0], slots[1],
+                                  self.learning_rate, self.beta_1, self.beta_2, self.epsilon,
+                                  self.iterations + 1)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -161,6 +209,10 @@ class RMSprop(Optimizer):
     def _update(self, param, grad, slots):
         _backend.rmsprop_update(param, grad, slots[0], slots[1], self.learning_rate, self.rho,
                                 self.momentum, self.epsilon)
+
+    def _gemm_update(self, param, a, b, trans_a, trans_b, slots):
+        _backend.rmsprop_gemm_update(a, b, trans_a, trans_b, param, slots[0], slots[1],
+                                     self.learning_rate, self.rho, self.momentum, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,

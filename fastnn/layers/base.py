@@ -10,6 +10,11 @@ Lifecycle (after `keras-team/keras: keras/src/layers/core/dense.py`):
 - `backward(grad_out)` takes dL/d(output) (shape of the last output), overwrites `self.grads`
   (aligned with `self.weights`) and returns dL/d(input), or None when `input_grad_needed` is
   False (the model clears it on its first layer, which skips computing dX).
+- Fused updates (optional): a layer may take a callable in `self.fused_updates[i]` (set by the
+  model for weight i, None otherwise); backward then hands weight i's gradient to it as GEMM
+  operands instead of writing `self.grads[i]`, which never needs to exist (Dense: dW = x^T dz
+  goes straight into the optimizer step, see `Optimizer.fused_update`). It must call it after
+  everything that reads weight i's old value.
 - `compute_output_shape(input_shape)` infers shapes without data.
 - `get_config()` returns exactly the constructor arguments; `from_config(cfg)` is `cls(**cfg)`.
 
@@ -21,7 +26,8 @@ calls `backward_logits(dL/dlogits)` instead of `backward`.
 
 Buffers: `self._buffer(key, shape)` returns an array reused across batches of one shape, so
 training allocates nothing large per batch. Weights and their gradients are float32 arrays that
-are updated in place and never rebound, so optimizer slots keyed by position stay valid.
+are updated in place and never rebound, so optimizer slots keyed by position stay valid. A
+gradient buffer is allocated on first use (`grad_buffer(i)`, or `grads`, which allocates all).
 """
 
 from __future__ import annotations
@@ -107,6 +113,7 @@ class Layer:
     """Base class of all layers; see the module docstring for the contract."""
 
     output_activation: str | None = None
+    fusable_weights: tuple = ()  # indices of weights whose backward honours fused_updates
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -136,7 +143,8 @@ class Layer:
         self._params: list[np.ndarray] = []
         self._param_names: list[str] = []
         self._regularizers: list = []
-        self.grads: list[np.ndarray] = []
+        self._grads: list[np.ndarray | None] = []
+        self.fused_updates: list = []
         self.input_grad_needed = True
         self.keep_logits = False
         self.logits: np.ndarray | None = None
@@ -220,8 +228,21 @@ class Layer:
         self._params.append(value)
         self._param_names.append(name or f"weight_{len(self._params) - 1}")
         self._regularizers.append(regularizers.get(regularizer))
-        self.grads.append(np.zeros_like(value))
+        self._grads.append(None)
+        self.fused_updates.append(None)
         return value
+
+    def grad_buffer(self, i: int) -> np.ndarray:
+        """Weight i's gradient buffer (zeros when first created, then whatever backward wrote)."""
+        grad = self._grads[i]
+        if grad is None:
+            grad = self._grads[i] = np.zeros_like(self._params[i])
+        return grad
+
+    @property
+    def grads(self) -> list[np.ndarray]:
+        """Every weight's gradient buffer, in weight order (allocating those not yet used)."""
+        return [self.grad_buffer(i) for i in range(len(self._params))]
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -259,9 +280,10 @@ class Layer:
         """Sum of the weights' regularizer penalties; with_grads adds their gradients into
         `self.grads` (call it after `backward`)."""
         total = 0.0
-        for param, grad, reg in zip(self._params, self.grads, self._regularizers):
+        for i, (param, reg) in enumerate(zip(self._params, self._regularizers)):
             if reg is not None:
-                total += reg.penalty_and_grad(param, grad) if with_grads else reg(param)
+                total += (reg.penalty_and_grad(param, self.grad_buffer(i)) if with_grads
+                          else reg(param))
         return total
 
     # ---- buffers and config ----------------------------------------------------------------

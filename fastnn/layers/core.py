@@ -3,7 +3,8 @@
 Each forward pass and its backward sit side by side; all arithmetic goes through
 `fastnn._backend`:
 - Dense: dense_forward; act_backward (unless linear); matmul for dW = x^T dz and dX = dz W^T
-  (dX skipped on the first layer); bias_grad.
+  (dX skipped on the first layer); bias_grad. In training, dW usually goes straight into the
+  optimizer step (`fused_updates[0]`, a GEMM whose tiles update the kernel: no dW buffer).
 - Activation / ReLU / Softmax: act_forward, act_backward.
 - Dropout: dropout_forward, dropout_backward (training only; identity otherwise).
 - Flatten, InputLayer: reshapes only.
@@ -46,6 +47,8 @@ def Input(shape=None, batch_size: int | None = None, dtype=None, name: str | Non
 
 class Dense(Layer):
     """y = activation(x @ kernel + bias) on the last axis: (..., in_dim) -> (..., units)."""
+
+    fusable_weights = (0,)
 
     def __init__(self, units: int, activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -106,14 +109,19 @@ class Dense(Layer):
         return self.backward_logits(dz)
 
     def backward_logits(self, grad_logits):
-        _backend.matmul(self._x, grad_logits, self.grads[0], trans_a=True)
+        fused = self.fused_updates[0]
+        if fused is None:
+            _backend.matmul(self._x, grad_logits, self.grad_buffer(0), trans_a=True)
         if self.use_bias:
-            _backend.bias_grad(grad_logits, self.grads[1])
-        if not self.input_grad_needed:
-            return None
-        dx = self._buffer("dx", self._x.shape)
-        _backend.matmul(grad_logits, self.kernel, dx, trans_b=True)
-        return dx.reshape(self._lead + (self._x.shape[1],))
+            _backend.bias_grad(grad_logits, self.grad_buffer(1))
+        dx = None
+        if self.input_grad_needed:
+            dx = self._buffer("dx", self._x.shape)
+            _backend.matmul(grad_logits, self.kernel, dx, trans_b=True)
+            dx = dx.reshape(self._lead + (self._x.shape[1],))
+        if fused is not None:  # dW = x^T dz into the optimizer step, after dX read the kernel
+            fused(self._x, grad_logits, trans_a=True)
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "units": self.units,

@@ -3,13 +3,15 @@
 One training step: forward through every layer; the loss and dL/d(output), fused with the
 last layer's softmax/sigmoid when the loss takes probabilities (as Keras effectively does);
 backward through the layers until the first trainable one (which skips dX); regularizer
-penalties and gradients; one optimizer update per parameter. User arrays are converted to
+penalties and gradients; one optimizer update per parameter (a Dense kernel's inside the
+backward pass: its gradient GEMM feeds the update tile by tile, see `_Plan`). User arrays are converted to
 float32 once per call at this edge, and batches are gathered into reused buffers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -69,9 +71,34 @@ class _Plan:
             layer.input_grad_needed = seen_params  # the first trainable layer skips dX
             seen_params |= layer.trainable and bool(layer.weights)
         last.keep_logits = self.fused
-        self.params = [w for layer in layers for w in layer.trainable_weights]
-        self.grads = [g for layer in layers if layer.trainable for g in layer.grads]
         self.trainable_layers = [layer for layer in layers if layer.trainable]
+        owners = [(layer, i) for layer in self.trainable_layers
+                  for i in range(len(layer.weights))]
+        self.params = [layer.weights[i] for layer, i in owners]
+        # Parameters whose gradient GEMM feeds the optimizer step directly (no gradient
+        # buffer): a Dense kernel without a regularizer, under an optimizer with that rule.
+        optimizer = getattr(model, "optimizer", None)
+        fusable = optimizer is not None and optimizer.supports_fused_update
+        self.skip = frozenset(
+            index for index, (layer, i) in enumerate(owners)
+            if fusable and i in layer.fusable_weights and layer._regularizers[i] is None)
+        self._fused = [(owners[index][0], owners[index][1],
+                        functools.partial(optimizer.fused_update, index, self.params[index]))
+                       for index in sorted(self.skip)]
+        self.grads = [None if index in self.skip else layer.grad_buffer(i)
+                      for index, (layer, i) in enumerate(owners)]
+
+    @contextlib.contextmanager
+    def fused_updates(self):
+        """Hands the fused updates to their layers for one training step only, so a later
+        `layer.backward` outside a step never updates a weight."""
+        for layer, i, update in self._fused:
+            layer.fused_updates[i] = update
+        try:
+            yield
+        finally:
+            for layer, i, _ in self._fused:
+                layer.fused_updates[i] = None
 
 
 class Trainer:
@@ -198,17 +225,20 @@ class Trainer:
         return self.loss.compute(out, labels, grad), grad, len(layers)
 
     def _train_step(self, xb: np.ndarray, yb: np.ndarray):
-        out = self._forward(xb, training=True)
-        loss, grad, stop = self._loss_and_grad(out, yb)
-        for layer in reversed(self._layers[:stop]):
-            if grad is None:
-                break
-            grad = layer.backward(grad)
         plan = self._plan
+        if plan.params and not self.optimizer.built:  # fused updates index its slots
+            self.optimizer.build(plan.params)
+        out = self._forward(xb, training=True)
+        with plan.fused_updates():
+            loss, grad, stop = self._loss_and_grad(out, yb)
+            for layer in reversed(self._layers[:stop]):
+                if grad is None:
+                    break
+                grad = layer.backward(grad)
         loss += sum(layer.regularization_penalty(with_grads=True)
                     for layer in plan.trainable_layers)
         if plan.params:
-            self.optimizer.apply(plan.params, plan.grads)
+            self.optimizer.apply(plan.params, plan.grads, skip=plan.skip)
         return loss, out
 
     def _test_step(self, xb: np.ndarray, yb: np.ndarray):
