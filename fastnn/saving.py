@@ -9,8 +9,11 @@
 Nothing is ever unpickled. A truncated, altered (checked with the SHA-256 of weights.npz and
 the zip CRCs) or foreign file raises `fastnn.errors.ModelFileError`. Reading is bounded by the
 file's own size: weights.npz and its .npy members must be stored uncompressed (as fastnn writes
-them, so a decompression bomb is refused), and every .npy header is checked against the bytes
-that follow it before an array is allocated.
+them, so a decompression bomb is refused), every .npy header is checked against the bytes
+that follow it before an array is allocated, and every weight the model built from config.json
+(or the input shape it records) creates is checked against the shape of the file's array at
+its position before it is allocated (`expect_weight_shapes`), so a few bytes of config saying
+Dense(units=3 * 10**8) cannot make loading allocate gigabytes.
 """
 
 from __future__ import annotations
@@ -227,11 +230,14 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
 
     path = os.fspath(filepath)
     config, arrays = _read(path, (FORMAT_MODEL,))
+    weights = _numbered(arrays, "w", config.get("weight_count"), path)
     try:
         model_entry = config["model"]
         if model_entry["class_name"] != "Sequential":
             raise ValueError(f"unknown model class {model_entry['class_name']!r}")
-        model = Sequential.from_config(model_entry["config"], custom_objects)
+        # Each weight the config makes is checked against the file's before it is allocated.
+        model = Sequential.from_config(model_entry["config"], custom_objects,
+                                       weight_shapes=[w.shape for w in weights])
         compile_config = config.get("compile") if compile else None
         if compile_config is not None:
             model.compile(optimizer=optimizers.get(compile_config["optimizer"]),
@@ -239,7 +245,7 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
                           metrics=[_metric_from_config(m) for m in compile_config["metrics"]])
     except _CONFIG_ERRORS as exc:
         raise ModelFileError(f"{path}: invalid model configuration ({exc!r})") from None
-    _set_model_weights(model, _numbered(arrays, "w", config.get("weight_count"), path), path)
+    _set_model_weights(model, weights, path)
     state = _numbered(arrays, "opt", config.get("optimizer_state_count", 0), path)
     if compile_config is not None and state:
         model._build_optimizer()
@@ -268,6 +274,8 @@ def load_weights(model, filepath) -> None:
     Raises:
         ModelFileError: damaged or foreign file, or weights that do not fit the model.
     """
+    from fastnn.models.sequential import expect_weight_shapes
+
     path = os.fspath(filepath)
     config, arrays = _read(path, (FORMAT_WEIGHTS, FORMAT_MODEL))
     weights = _numbered(arrays, "w", config.get("weight_count"), path)
@@ -281,7 +289,8 @@ def load_weights(model, filepath) -> None:
             raise ModelFileError(f"{path}: cannot build the model: the file records no input "
                                  f"shape (or the model has no layers)")
         try:
-            model.build(tuple(shape))
+            with expect_weight_shapes(model.layers, [w.shape for w in weights]):
+                model.build(tuple(shape))
         except _CONFIG_ERRORS as exc:
             raise ModelFileError(f"{path}: cannot build the model for the recorded input "
                                  f"shape {shape} ({exc})") from None

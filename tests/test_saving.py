@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import pickle
+import time
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -122,7 +124,12 @@ def test_flipped_byte_is_detected(saved):
     (lambda c, w: ({**c, "weight_count": 99}, w, True), "lacks the arrays"),
     (lambda c, w: ({**c, "weight_count": "4"}, w, True), "invalid w array count"),
     (lambda c, w: ({**c, "optimizer_state_count": 1}, w, True), "optimizer state does not fit"),
-    (lambda c, w: (_set_units(c, 9), w, True), "the model expects 4 of shapes"),
+    (lambda c, w: (_set_units(c, 9), w, True),
+     (r"layer 'dense(_\d+)?' \(Dense\) would create its weight 'kernel' of shape \(5, 9\), "
+      r"but the weights to load have shape \(5, 8\) there \(weight 0 of 4\)")),
+    (lambda c, w: ({**c, "weight_count": 3}, w, True),
+     (r"layer 'dense(_\d+)?' \(Dense\) would create its weight 'bias' of shape \(3,\), "
+      r"but the weights to load hold only 3 arrays")),
     (lambda c, w: (_set_class(c, "Conv9D"), w, True), "Unknown layer class 'Conv9D'"),
     (lambda c, w: ({**c, "model": {"class_name": "Functional"}}, w, True), "unknown model"),
     (lambda c, w: (_set_metric(c), w, True), "unknown metric class 'os'"),
@@ -250,6 +257,64 @@ def test_oversized_config_is_refused(saved):
     _rewrite(saved, config, weights)
     with pytest.raises(ModelFileError, match="implausibly large"):
         keras.models.load_model(saved)
+
+
+HUGE = 3 * 10**8  # a few bytes of config that would ask for gigabytes of weights
+
+
+@pytest.mark.parametrize("input_shape,layer,key", [
+    ((5,), keras.layers.Dense(4), "units"),
+    ((6, 6, 2), keras.layers.Conv2D(3, 3), "filters"),
+    ((6, 6, 2), keras.layers.Conv2D(3, 3, padding="same"), "kernel_size"),
+    ((3, 4), keras.layers.LSTM(2), "units"),
+    ((7,), keras.layers.Embedding(10, 4), "input_dim"),
+    ((7,), keras.layers.Embedding(10, 4), "output_dim"),
+], ids=["Dense.units", "Conv2D.filters", "Conv2D.kernel_size", "LSTM.units",
+        "Embedding.input_dim", "Embedding.output_dim"])
+def test_huge_sizes_in_config_are_refused_before_allocating(tmp_path, input_shape, layer, key):
+    path = tmp_path / "crafted.keras"
+    keras.Sequential([keras.Input(input_shape), layer]).save(path)
+    config, weights = _parts(path)
+    layer_config = config["model"]["config"]["layers"][0]["config"]
+    layer_config[key] = [HUGE, HUGE] if key == "kernel_size" else HUGE
+    _rewrite(path, config, weights)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ModelFileError, match=rf"layer '{layer.name}' \({type(layer).__name__}"
+                                                 r"\) would create its weight '\w+' of shape "
+                                                 r"\([^)]*\d{9}[^)]*\), but the weights to load"):
+            keras.models.load_model(path)
+        elapsed = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 0.5 and peak < 4 << 20, (elapsed, peak)
+
+
+def test_load_weights_checks_the_recorded_input_shape_before_building(tmp_path):
+    model = _trained()
+    model.save_weights(tmp_path / "w")
+    other = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(2)])
+    with pytest.raises(ModelFileError, match=rf"layer '{other.layers[1].name}' \(Dense\) would "
+                                             r"create its weight 'kernel' of shape \(8, 2\), but "
+                                             r"the weights to load have shape \(8, 3\) there"):
+        other.load_weights(tmp_path / "w")  # the file and the model disagree in the 2nd layer
+    config, weights = _parts(tmp_path / "w")
+    _rewrite(tmp_path / "w", {**config, "build_input_shape": [None, HUGE]}, weights)
+    fresh = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(3)])
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=rf"recorded input shape \[None, {HUGE}\] "
+                                                 rf"\(layer '{fresh.layers[0].name}' \(Dense\) "
+                                                 rf"would create its weight 'kernel' of shape "
+                                                 rf"\({HUGE}, 8\), but the weights to load have "
+                                                 r"shape \(5, 8\) there"):
+            fresh.load_weights(tmp_path / "w")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
 
 
 def _npy_member(array, header_edit=None):

@@ -28,16 +28,16 @@ start=$(date +%s)
 status=0
 PYTHONMALLOC=malloc PYTHONPATH=. valgrind --tool=memcheck --trace-children=yes \
     --leak-check=no --track-origins=no --num-callers=30 --error-limit=no "${supp[@]}" \
-    --log-file="$log.%p" \
+    --fullpath-after="$PWD/" --fullpath-after="$(pwd -P)/" --log-file="$log.%p" \
     "$PY" -m pytest -p no:cacheprovider -q -m "not slow and not bigmem" "$@" || status=$?
 end=$(date +%s)
 cat "$log".* >"$log" && rm -f "$log".*
 invalid=$(grep -cE "Invalid (read|write|free)|Mismatched free|Source and destination overlap" \
     "$log" || true)
-uninit=$(grep -cE "uninitialised" "$log" || true)
-# Uninitialised-value reports count only when fastnn's own code is on the stack (CPython's
-# int.from_bytes and refcounting trip memcheck's heuristics at start-up).
-uninit_fastnn=$(awk '/uninitialised/{e=1; next} e && /_kernels|csrc\//{n++; e=0} /^==[0-9]+== $/{e=0} END{print n+0}' "$log")
+# Uninitialised-value reports count only when a frame of their stack is fastnn's own code
+# (CPython's int.from_bytes and refcounting trip memcheck's heuristics at start-up).
+# --fullpath-after above shows fastnn's sources as csrc/... and fastnn/..., which the awk matches.
+read -r uninit uninit_fastnn < <(awk -f tools/valgrind_uninit.awk "$log")
 echo "valgrind: pytest exit status $status, $((end - start)) s; invalid reads/writes/frees:" \
     "$invalid; uninitialised-value errors: $uninit ($uninit_fastnn in fastnn code); log: $log"
 if [ "$invalid" != 0 ] || [ "$uninit_fastnn" != 0 ]; then

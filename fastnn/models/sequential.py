@@ -5,6 +5,9 @@ Training (compile/fit/evaluate/predict) lives in `fastnn.models.trainer.Trainer`
 
 from __future__ import annotations
 
+import contextlib
+import operator
+
 import numpy as np
 
 from fastnn.layers.base import (
@@ -25,6 +28,59 @@ def _format_size(num_bytes: float) -> str:
             break
         num_bytes /= 1024.0
     return f"{num_bytes:.2f} {unit}"
+
+
+def _as_shape(shape) -> tuple:
+    try:
+        return tuple(operator.index(d) for d in shape)
+    except TypeError:
+        return tuple(shape)
+
+
+@contextlib.contextmanager
+def expect_weight_shapes(layers: list[Layer], shapes: list[tuple] | None):
+    """While active, each of `layers` checks every weight it creates with `add_weight` against
+    `shapes` (the shapes of all the model's weights, in `get_weights` order) BEFORE allocating
+    it. load_model and load_weights pass the shapes of the arrays a file holds, so a crafted
+    config (Dense(units=3 * 10**8)) cannot make them allocate more than the file holds.
+    `shapes=None` checks nothing.
+
+    Raises:
+        ValueError: a layer would create a weight of another shape than the one at its
+            position, or one more weight than `shapes` lists; the message names the layer.
+    """
+    if shapes is None:
+        yield
+        return
+    shapes = [_as_shape(s) for s in shapes]
+
+    def checked(position: int, layer: Layer):
+        create = layer.add_weight
+
+        def add_weight(shape, *args, **kwargs):
+            # Counted from the weights that exist, so a layer making some weights by other
+            # means still lines up with get_weights order.
+            index = sum(len(prev.weights) for prev in layers[:position]) + len(layer.weights)
+            requested = _as_shape(shape)
+            what = (f"layer {layer.name!r} ({type(layer).__name__}) would create its weight "
+                    f"{kwargs.get('name') or index!r} of shape {requested}")
+            if index >= len(shapes):
+                raise ValueError(f"{what}, but the weights to load hold only {len(shapes)} "
+                                 f"arrays")
+            if requested != shapes[index]:
+                raise ValueError(f"{what}, but the weights to load have shape "
+                                 f"{shapes[index]} there (weight {index} of {len(shapes)})")
+            return create(shape, *args, **kwargs)
+
+        return add_weight
+
+    for position, layer in enumerate(layers):
+        layer.add_weight = checked(position, layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.add_weight
 
 
 class Sequential(Trainer):
@@ -253,15 +309,23 @@ class Sequential(Trainer):
         }
 
     @classmethod
-    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Sequential:
-        """Rebuild an (untrained) model from `get_config()`; weights are freshly initialised."""
+    def from_config(cls, config: dict, custom_objects: dict | None = None, *,
+                    weight_shapes: list[tuple] | None = None) -> Sequential:
+        """Rebuild an (untrained) model from `get_config()`; weights are freshly initialised.
+
+        Args:
+            weight_shapes: if given, the shapes the weights must have (`get_weights` order),
+                checked before each weight is allocated; see `expect_weight_shapes`.
+        """
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
-        for entry in config["layers"]:
-            layer_cls = get_layer_class(entry["class_name"], custom_objects)
-            model.add(layer_cls.from_config(entry["config"]))
-        shape = config.get("build_input_shape")
-        if shape is not None and not model.built and model._layers:
-            model.build(tuple(shape))
+        layers = [get_layer_class(entry["class_name"], custom_objects).from_config(
+            entry["config"]) for entry in config["layers"]]
+        with expect_weight_shapes(layers, weight_shapes):
+            for layer in layers:
+                model.add(layer)
+            shape = config.get("build_input_shape")
+            if shape is not None and not model.built and model._layers:
+                model.build(tuple(shape))
         return model
 
     # ---- saving ----------------------------------------------------------------------------
