@@ -141,6 +141,12 @@ static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     const int has_epilogue = p->bias != NULL || p->act != FNN_ACT_LINEAR;
     FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
 
+    if (p->upd != NULL && p->c != NULL) { /* deep update mode: G into c, see gemm_part */
+        fnn_gemm_problem q = *p;
+        q.upd = NULL;
+        gemm_block(kt, cfg, &q, m0, m1, n0, n1, ap, bp, NULL);
+        return;
+    }
     if (p->upd != NULL && p->k == 0) { /* a zero gradient still moves the optimizer state */
         memset(tile, 0, sizeof(tile));
         for (int64_t i = m0; i < m1; i++)
@@ -381,6 +387,8 @@ static fnn_status gemm_part(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
         gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + split->ws_a,
                    ws + split->ws_a + split->ws_b);
     }
+    if (p->upd != NULL && p->c != NULL) /* deep update mode: this thread's part of G is done */
+        fnn_update_tile(kt, p->upd, p->c + m0 * p->ldc + n0, p->ldc, m1 - m0, n1 - n0, m0, n0);
     fnn_fp_leave(fp);
     return FNN_OK;
 }
@@ -430,13 +438,29 @@ fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
  * mc = 192) stays in L2 between the micro-kernels writing it and the update reading it. */
 #define FNN_GEMM_UPDATE_NC 512
 
+/* Deepest k (in multiples of the ISA's kc) that update mode runs in one block; deeper gradients
+ * (a batch of thousands) go through a whole G buffer instead, see fnn_gemm_update_run. */
+#define FNN_GEMM_UPDATE_MAX_KC 4
+
 /* Update mode (internal.h): the packed path with k in one block. Past kc, mc and nc shrink as
- * k grows so that the packed A block and B panel keep their usual size, until they reach one
- * micro-panel (mr or nr); only then do the buffers grow with k. */
+ * k grows so that the packed A block and B panel keep about their usual size (nc at least a
+ * quarter of FNN_GEMM_UPDATE_NC at the deepest k). Past FNN_GEMM_UPDATE_MAX_KC * kc the
+ * panels would grow with k, and the rows of A would be packed again for every narrow B panel:
+ * there the GEMM runs as usual into an m x n buffer, and each thread updates from its own part
+ * of it (the bits of GEMM + update, one parallel region). */
 fnn_status fnn_gemm_update_run(const fnn_gemm_problem *p, int n_threads) {
     if (p->m == 0 || p->n == 0) return FNN_OK;
     const fnn_kernel_table *kt = fnn_kernels();
     fnn_gemm_cfg cfg = kt->gemm;
+    if (p->k > FNN_GEMM_UPDATE_MAX_KC * cfg.kc) {
+        fnn_gemm_problem q = *p;
+        q.c = fnn_malloc((size_t)(p->m * p->n) * sizeof(float));
+        if (q.c == NULL) return FNN_ERR_NOMEM;
+        q.ldc = p->n;
+        const fnn_status st = run_split(kt, &cfg, &q, choose_path(&cfg, &q), n_threads);
+        fnn_free(q.c);
+        return st;
+    }
     cfg.nc = FNN_MIN(cfg.nc, FNN_GEMM_UPDATE_NC);
     if (p->k > cfg.kc) { /* one k block: shrink mc and nc to keep the buffers' size */
         cfg.mc = FNN_MAX(cfg.mr, cfg.mc * cfg.kc / p->k / cfg.mr * cfg.mr);

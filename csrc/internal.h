@@ -474,8 +474,8 @@ typedef struct {
     fnn_act act;       /* epilogue activation; FNN_ACT_LINEAR for none */
     float act_alpha;
     /* NULL, or: C is a gradient that is never stored. Each finished tile of op(A) op(B) goes
-     * straight into this optimizer update of the parameter (c, ldc, beta, bias, act unused;
-     * alpha must be 1). See fnn_gemm_update_run. */
+     * straight into this optimizer update of the parameter (beta, bias, act unused; alpha
+     * must be 1; c NULL, except in the deep mode of fnn_gemm_update_run). */
     const struct fnn_tile_update *upd;
 } fnn_gemm_problem;
 
@@ -494,11 +494,12 @@ typedef struct fnn_tile_update {
 void fnn_update_tile(const fnn_kernel_table *kt, const fnn_tile_update *u, const float *g,
                      int64_t ldg, int64_t rows, int64_t cols, int64_t i0, int64_t j0);
 
-/* Fused weight-gradient step: G = op(A) op(B) (m x n, k deep) computed tile by tile, each tile
- * applied to u's parameter as soon as it is final, so G never exists in memory. The whole k
- * depth goes through each tile in one pass (one packed block; mc and nc shrink as k grows past
- * kc to keep the packing buffers the same size), so the bits of a tile do not depend on k's
- * blocking or on the thread count. p->c is unused; p->upd must be set. */
+/* Fused weight-gradient step: G = op(A) op(B) (m x n, k deep) computed block by block, each
+ * block applied to u's parameter as soon as it is final, so G never exists in memory. Up to a
+ * few kc deep, the whole k depth goes through each tile in one pass (one packed block; mc and
+ * nc shrink as k grows past kc to keep the packing buffers about the same size); deeper, G is
+ * computed as usual into a temporary buffer. Either way the bits do not depend on the thread
+ * count. p->c must be NULL; p->upd must be set. */
 fnn_status fnn_gemm_update_run(const fnn_gemm_problem *p, int n_threads);
 
 /* Checks a problem's arguments: FNN_OK or FNN_ERR_ARG. */

@@ -2,9 +2,9 @@
 Dense training through them).
 
 The fused kernels must equal "GEMM into a gradient buffer, then the update" bit for bit
-whenever the unfused GEMM reduces k in one pass (k <= kc), on every ISA and thread count; past
-kc they must stay within float32 rounding of it and still give the same bits on every thread
-count. A model trained with fused updates must match one trained without them exactly, and
+whenever the unfused GEMM reduces k in one pass (k <= kc) and past 4 kc (where they use a
+buffer), on every ISA and thread count; between, they must stay within float32 rounding of it
+and still give the same bits on every thread count. A model trained with fused updates must match one trained without them exactly, and
 must never allocate its Dense kernels' gradient buffers.
 """
 
@@ -121,6 +121,15 @@ class _threads:
 
     def __exit__(self, *exc):
         K.set_num_threads(self.old)
+
+
+def test_deepest_gradients_go_through_a_buffer_with_the_same_bits(isa, n_threads, rng):
+    """Past 4 kc (2048 with AVX-512) G is computed as usual into a temporary buffer: the
+    bits of GEMM + update again."""
+    a, b = operands(rng, 45, 70, 2100, True, False)
+    plain, fused = run_both("rmsprop", a, b, True, False, *state(rng, 45, 70))
+    for want, got in zip(plain, fused):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_zero_depth_still_moves_the_optimizer_state(rng):
