@@ -4,6 +4,7 @@ runs, the table and JSON come out, and failures are reported rather than fatal."
 
 import json
 import sys
+import time
 
 import pytest
 
@@ -80,6 +81,22 @@ def test_bad_threads_argument():
 def test_time_impl_groups_fast_calls():
     t = h.time_impl(lambda: None, budget_s=0.0, min_repeats=2)
     assert t.inner > 1 and t.samples == 2 and 0 < t.min_s <= t.median_s
+
+
+def test_impls_take_turns():
+    """Impls are timed in alternating slices, so a burst of outside load hits them alike."""
+    order = []
+
+    def slow(name):
+        def fn():
+            order.append(name)
+            time.sleep(0.002)
+        return fn
+
+    t = h.time_impls({"fastnn": slow("a"), "numpy": slow("b")}, budget_s=0.05, min_repeats=1)
+    switches = sum(x != y for x, y in zip(order, order[1:]))
+    assert switches >= 2 * h.ROUNDS - 1  # a..b..a..b.. (warm-ups first, then the rounds)
+    assert t["fastnn"].samples >= h.ROUNDS and t["numpy"].samples >= h.ROUNDS
 
 
 def test_fma_peak():

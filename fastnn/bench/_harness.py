@@ -4,10 +4,15 @@ A case module `fastnn/bench/cases_<op>.py` defines `cases(quick: bool) -> list[C
 of a Case is a zero-argument callable doing one full iteration on inputs built beforehand, so a
 timing measures only the work. Impl names are "fastnn", "numpy" and, when torch imports, "torch".
 
-Timing (`time_impl`): one warm-up call, then samples until the time budget is spent (at least
-`min_repeats`). Calls shorter than a millisecond are grouped `inner` at a time so each sample
-is >= 1 ms (timer resolution and call jitter). Reported: median and minimum per call. Ratios
-are median(other) / median(fastnn): above 1 means fastnn is faster.
+Timing (`time_impls`): the impls of a case take turns. Each gets one warm-up call (and calls
+shorter than a millisecond are grouped `inner` at a time so each sample is >= 1 ms: timer
+resolution and call jitter); then in rounds every impl runs a slice of budget / ROUNDS
+seconds of samples (at least one), starting with one unrecorded call that brings its own data
+back into cache (skipped for calls of 50 ms or more, where it would not matter); rounds go on
+until the impls together have spent their budgets and each has `min_repeats` samples. A noisy neighbour on a shared machine then slows
+every impl alike instead of whichever ran at the time, so the ratios are side-by-side
+measurements. Reported: median and minimum per call. Ratios are median(other) /
+median(fastnn): above 1 means fastnn is faster. `time_impl` times one callable the same way.
 """
 
 from __future__ import annotations
@@ -65,29 +70,73 @@ class Timing:
     error: str | None = None
 
 
-def time_impl(fn: Callable[[], object], budget_s: float, min_repeats: int) -> Timing:
-    """Median and minimum seconds per call of fn (see the module docstring)."""
+ROUNDS = 5  # turns each impl takes within a case's budget (see the module docstring)
+SLOW_CALL_S = 0.05  # calls at least this long get no re-warming call at the start of a slice
+
+
+def _calibrate(fn: Callable[[], object]) -> tuple[int, float]:
+    """(inner, seconds per call) after a warm-up call (first touch, lazy initialisation)."""
     t0 = time.perf_counter()
-    fn()  # warm-up: first-touch of buffers, lazy initialisation
-    first = time.perf_counter() - t0
-    inner = 1
-    if first < 1e-3:
-        est = first
-        for _ in range(3):  # the first call is often slow; estimate from later ones
-            t0 = time.perf_counter()
-            fn()
-            est = min(est, time.perf_counter() - t0)
-        inner = min(10000, max(1, math.ceil(1e-3 / max(est, 1e-7))))
-    samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < max(1, min_repeats) or (
-        time.perf_counter() - start < budget_s and len(samples) < 10000
-    ):
+    fn()
+    est = time.perf_counter() - t0
+    if est >= 1e-3:
+        return 1, est
+    for _ in range(3):  # the first call is often slow; estimate from later ones
         t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return Timing(statistics.median(samples), min(samples), len(samples), inner)
+        fn()
+        est = min(est, time.perf_counter() - t0)
+    return min(10000, max(1, math.ceil(1e-3 / max(est, 1e-7)))), est
+
+
+def time_impls(fns: dict[str, Callable[[], object]], budget_s: float,
+               min_repeats: int) -> dict[str, Timing]:
+    """Median and minimum seconds per call of each fn, timed in turns (module docstring).
+    An fn that raises gets a Timing with its error; the others go on."""
+    timings: dict[str, Timing] = {}
+    plan: dict[str, tuple[int, float]] = {}
+    for name, fn in fns.items():
+        try:
+            plan[name] = _calibrate(fn)
+        except Exception as e:  # noqa: BLE001 (reported in the table, not fatal)
+            timings[name] = _error_timing(e)
+    samples: dict[str, list[float]] = {name: [] for name in plan}
+    slice_s = budget_s / ROUNDS
+    total_s = budget_s * len(plan)  # each impl's budget, as when timed alone
+    start_all = time.perf_counter()
+    while plan and (time.perf_counter() - start_all < total_s
+                    or min(map(len, samples.values())) < max(1, min_repeats)):
+        for name in list(plan):
+            fn, (inner, est) = fns[name], plan[name]
+            try:
+                if est < SLOW_CALL_S:
+                    fn()  # its own data back into cache after the other impls' turns
+                start = time.perf_counter()
+                while True:
+                    t0 = time.perf_counter()
+                    for _ in range(inner):
+                        fn()
+                    now = time.perf_counter()
+                    samples[name].append((now - t0) / inner)
+                    if now - start >= slice_s or len(samples[name]) >= 10000:
+                        break
+            except Exception as e:  # noqa: BLE001
+                timings[name] = _error_timing(e)
+                del plan[name], samples[name]
+    for name, got in samples.items():
+        timings[name] = Timing(statistics.median(got), min(got), len(got), plan[name][0])
+    return {name: timings[name] for name in fns}
+
+
+def time_impl(fn: Callable[[], object], budget_s: float, min_repeats: int) -> Timing:
+    """Median and minimum seconds per call of fn alone (see the module docstring)."""
+    timing = time_impls({"fn": fn}, budget_s, min_repeats)["fn"]
+    if timing.error is not None:
+        raise RuntimeError(timing.error)
+    return timing
+
+
+def _error_timing(e: Exception) -> Timing:
+    return Timing(error=f"{type(e).__name__}: {e}\n" + traceback.format_exc(limit=-3))
 
 
 # ------------------------------------------------------------------------------------------
@@ -291,21 +340,19 @@ class Result:
 
 def run_case(case: Case, threads: int, budget_s: float, min_repeats: int | None) -> Result:
     """Times (or measures) every impl of case; an impl that raises is recorded, not fatal."""
-    timings = {}
     names = [k for k in IMPL_ORDER if k in case.impls] + [
         k for k in case.impls if k not in IMPL_ORDER
     ]
+    if case.kind != "memory":
+        reps = case.min_repeats if min_repeats is None else min_repeats
+        return Result(case, threads,
+                      time_impls({k: case.impls[k] for k in names}, budget_s, reps))
+    timings = {}
     for name in names:
-        fn = case.impls[name]
         try:
-            if case.kind == "memory":
-                timings[name] = Timing(value=fn(), samples=1, inner=1)
-            else:
-                reps = case.min_repeats if min_repeats is None else min_repeats
-                timings[name] = time_impl(fn, budget_s, reps)
+            timings[name] = Timing(value=case.impls[name](), samples=1, inner=1)
         except Exception as e:  # noqa: BLE001 (reported in the table, not fatal)
-            timings[name] = Timing(error=f"{type(e).__name__}: {e}")
-            timings[name].error += "\n" + traceback.format_exc(limit=-3)
+            timings[name] = _error_timing(e)
     return Result(case, threads, timings)
 
 
