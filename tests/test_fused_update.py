@@ -247,3 +247,16 @@ def test_layer_backward_outside_training_never_updates(blobs):
     dense.backward(np.ones((8, 17), np.float32))
     for want, got in zip(before, dense.get_weights()):
         np.testing.assert_array_equal(got, want)
+
+
+def test_gradient_buffers_are_lazy_and_assignable():
+    layer = fastnn.layers.Dense(3)
+    layer.build_for((None, 4))
+    assert layer._grads == [None, None]  # nothing allocated until used
+    assert layer.grad_buffer(1).shape == (3,) and layer._grads[0] is None
+    own = [np.ones((4, 3), np.float32), np.ones(3, np.float32)]
+    layer.grads = own  # a layer of one's own may assign its gradient arrays
+    assert layer.grads[0] is own[0]
+    with pytest.raises(ValueError, match=r"grads must be one array per weight, of shapes "
+                                         r"\[\(4, 3\), \(3,\)\], received shapes \[\(3,\)\]"):
+        layer.grads = [np.ones(3, np.float32)]

@@ -244,6 +244,16 @@ class Layer:
         """Every weight's gradient buffer, in weight order (allocating those not yet used)."""
         return [self.grad_buffer(i) for i in range(len(self._params))]
 
+    @grads.setter
+    def grads(self, value) -> None:
+        """A layer of one's own may also assign its gradient arrays, one per weight."""
+        value = list(value)
+        if [np.shape(g) for g in value] != [p.shape for p in self._params]:
+            raise ValueError(f"{type(self).__name__} layer {self.name!r}: grads must be one "
+                             f"array per weight, of shapes {[p.shape for p in self._params]}, "
+                             f"received shapes {[np.shape(g) for g in value]}")
+        self._grads = value
+
     @property
     def weights(self) -> list[np.ndarray]:
         """The layer's weight arrays (live, not copies), in Keras order."""
