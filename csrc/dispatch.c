@@ -318,6 +318,9 @@ static void scratch_release(void *arg) {
 static void scratch_make_key(void) { pthread_key_create(&scratch_key, scratch_release); }
 
 float *fnn_thread_scratch(fnn_scratch_slot slot, int64_t floats) {
+    /* never NULL for a request of 0 floats (a k == 0 GEMM as a thread's first call asked for
+     * 0 and got the empty slot's NULL, which reads as out of memory) */
+    floats = FNN_MAX(floats, 16);
     pthread_once(&scratch_once, scratch_make_key);
     scratch_cache *cache = pthread_getspecific(scratch_key);
     if (cache == NULL) {

@@ -1,5 +1,7 @@
 """GEMM: fastnn.ops.matmul and the strict _kernels.gemm against a float64 NumPy reference."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -125,6 +127,25 @@ def test_zero_k_gives_zeros():
     out = np.full((3, 4), np.nan, np.float32)
     ops.matmul(np.empty((3, 0), np.float32), np.empty((0, 4), np.float32), out=out)
     np.testing.assert_array_equal(out, np.zeros((3, 4), np.float32))
+
+
+def test_zero_k_as_a_fresh_threads_first_gemm():
+    """The first GEMM of a thread asks its scratch for 0 floats when k == 0; that must not
+    read as out of memory (it did, in a fresh process)."""
+    code = ("import numpy as np, fastnn; "
+            "out = fastnn.ops.matmul(np.empty((3, 0), np.float32), np.empty((0, 4), np.float32)); "
+            "assert not out.any() and out.shape == (3, 4)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_empty_operands_with_any_strides():
+    """NumPy may give an empty array zero strides (a copy of rng.standard_normal((0, 13))
+    did): with no element to misread, the strict gemm takes it."""
+    empty = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(0, 13),
+                                            strides=(0, 0))
+    out = np.full((13, 4), np.nan, np.float32)
+    _kernels.gemm(empty, np.zeros((0, 4), np.float32), out, trans_a=True)
+    np.testing.assert_array_equal(out, np.zeros((13, 4), np.float32))
 
 
 def test_zero_size_batch():
