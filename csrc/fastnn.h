@@ -198,12 +198,13 @@ fnn_status fnn_rmsprop_update_f32(int64_t n, float *param, const float *grad, fl
  * deep, A and B as in fnn_gemm_f32), and param (m x n, C order; slots likewise) is updated by
  * the rule above with grad = G, one tile at a time, as each tile of G is finished, so G is
  * never stored (a dense layer's dW = x^T dz goes straight into its optimizer step; past
- * k = 4 kc, a batch of thousands, G goes through a temporary m x n buffer). Bits: each element
- * gets the rule's exact arithmetic on a G element reduced over k in a fixed order, the same for
- * every thread count; identical to fnn_gemm_f32 followed by the update whenever k <= the GEMM's
- * kc (512 with AVX-512, 256 otherwise) or k > 4 kc, and within float32 rounding of it between.
- * k == 0 applies the rule with G = 0. param and the slots must not overlap A or B. FNN_OK,
- * FNN_ERR_ARG or FNN_ERR_NOMEM. */
+ * k = 4 kc, a batch of thousands, and for problems small or narrow enough for the GEMM's
+ * unpacked paths, G goes through a temporary m x n buffer). Bits: each element gets the rule's
+ * exact arithmetic on a G element reduced over k in a fixed order, the same for every thread
+ * count; identical to fnn_gemm_f32 followed by the update except for a large problem with
+ * kc < k <= 4 kc (kc = 512 with AVX-512, 256 otherwise), where it is within float32 rounding
+ * of it. k == 0 applies the rule with G = 0. param and the slots must not overlap A or B.
+ * FNN_OK, FNN_ERR_ARG or FNN_ERR_NOMEM. */
 fnn_status fnn_gemm_sgd_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
                             const float *a, int64_t lda, const float *b, int64_t ldb,
                             float *param, float *velocity, double lr, double momentum,

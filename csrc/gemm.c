@@ -445,19 +445,22 @@ fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
 /* Update mode (internal.h): the packed path with k in one block. Past kc, mc and nc shrink as
  * k grows so that the packed A block and B panel keep about their usual size (nc at least a
  * quarter of FNN_GEMM_UPDATE_NC at the deepest k). Past FNN_GEMM_UPDATE_MAX_KC * kc the
- * panels would grow with k, and the rows of A would be packed again for every narrow B panel:
- * there the GEMM runs as usual into an m x n buffer, and each thread updates from its own part
- * of it (the bits of GEMM + update, one parallel region). */
+ * panels would grow with k, and the rows of A would be packed again for every narrow B panel;
+ * and small or narrow problems (a layer of 10 units) are faster on their own unpacked paths
+ * than padded to the packed kernel's tiles. There the GEMM runs as usual into an m x n buffer,
+ * and each thread updates from its own part of it (the bits of GEMM + update, one parallel
+ * region). */
 fnn_status fnn_gemm_update_run(const fnn_gemm_problem *p, int n_threads) {
     if (p->m == 0 || p->n == 0) return FNN_OK;
     const fnn_kernel_table *kt = fnn_kernels();
     fnn_gemm_cfg cfg = kt->gemm;
-    if (p->k > FNN_GEMM_UPDATE_MAX_KC * cfg.kc) {
+    const fnn_gemm_path path = choose_path(&cfg, p);
+    if (p->k > FNN_GEMM_UPDATE_MAX_KC * cfg.kc || path != FNN_GEMM_PACKED) {
         fnn_gemm_problem q = *p;
         q.c = fnn_malloc((size_t)(p->m * p->n) * sizeof(float));
         if (q.c == NULL) return FNN_ERR_NOMEM;
         q.ldc = p->n;
-        const fnn_status st = run_split(kt, &cfg, &q, choose_path(&cfg, &q), n_threads);
+        const fnn_status st = run_split(kt, &cfg, &q, path, n_threads);
         fnn_free(q.c);
         return st;
     }
