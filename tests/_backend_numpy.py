@@ -1,6 +1,7 @@
 """The NumPy bodies fastnn._backend had before its kernels were wired to C: references for
 tests/test_backend_parity.py (the C-backed _backend must agree with them). Same signatures and
-contract as fastnn._backend; kept verbatim apart from this docstring.
+contract as fastnn._backend; kept verbatim apart from this docstring and gelu, which now takes
+Phi(x) = 0.5 erfc(-x/sqrt2) from math.erfc instead of 0.5 (1 + erf) with an A&S erf.
 """
 
 from __future__ import annotations
@@ -29,14 +30,9 @@ def needs_preact(act: str) -> bool:
     return act == "gelu"
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf(x) in float64 (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7, enough for float32)."""
-    x = np.asarray(x, dtype=np.float64)
-    ax = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * ax)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
-                + t * (-1.453152027 + t * 1.061405429))))
-    return np.copysign(1.0 - poly * np.exp(-ax * ax), x)
+# erfc, not 1 + erf: for negative x, 1 + erf(x) cancels to 0 long before Phi(x) does
+# (gelu(-9) = -1.0e-18, not -0). math.erfc: scipy is not a test dependency.
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def act_forward(act: str, act_alpha: float, x: np.ndarray, out: np.ndarray) -> None:
@@ -77,9 +73,8 @@ def act_forward(act: str, act_alpha: float, x: np.ndarray, out: np.ndarray) -> N
         neg *= np.float32(act_alpha)
         np.maximum(x, 0.0, out=out)
         out += neg
-    else:  # gelu, exact erf form (Keras's default approximate=False)
-        cdf = _erf(x * _SQRT_HALF)
-        cdf += 1.0
+    else:  # gelu, exact erf form (Keras's default approximate=False): 0.5 x erfc(-x/sqrt2)
+        cdf = _erfc(x * -_SQRT_HALF)
         cdf *= x
         np.multiply(cdf, 0.5, out=out, casting="same_kind")
 
@@ -127,7 +122,7 @@ def act_backward(act: str, act_alpha: float, preact: np.ndarray | None, y: np.nd
     else:  # gelu: d/dx x*Phi(x) = Phi(x) + x*phi(x)
         x64 = preact.astype(np.float64)
         pdf = _INV_SQRT_2PI * np.exp(-0.5 * x64 * x64)
-        deriv = 0.5 * (1.0 + _erf(x64 * _SQRT_HALF)) + x64 * pdf
+        deriv = 0.5 * _erfc(x64 * -_SQRT_HALF) + x64 * pdf
         np.multiply(deriv, dy, out=out, casting="same_kind")
 
 

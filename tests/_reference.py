@@ -4,7 +4,9 @@ import math
 
 import numpy as np
 
-_erf = np.vectorize(math.erf)
+# erfc, not 1 + erf: for negative x, 1 + erf(x) cancels to 0 long before Phi(x) does
+# (gelu(-9) = -1.0e-18, not -0). math.erfc: scipy is not a test dependency.
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def activation(name, x, alpha=0.0):
@@ -25,7 +27,7 @@ def activation(name, x, alpha=0.0):
     if name == "elu":
         return np.where(x > 0, x, alpha * (np.exp(x) - 1.0))
     if name == "gelu":
-        return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+        return 0.5 * x * _erfc(-x / math.sqrt(2.0))
     raise ValueError(name)
 
 

@@ -1,64 +1,17 @@
 """conv2d forward, backward to the input and backward to the weights and bias, against an
-obvious float64 NumPy reference (one einsum per filter tap), finite differences, PyTorch, and
-on every ISA with 1 and 4 threads."""
+obvious float64 NumPy reference (one einsum per filter tap, in tests/_reference_conv.py), finite
+differences, PyTorch, and on every ISA with 1 and 4 threads."""
 
 import itertools
 import threading
 
 import numpy as np
 import pytest
+from _reference_conv import conv_geometry, pair, ref_conv2d
 
 import fastnn
 from fastnn import _kernels as K
 from fastnn import ops
-
-# --- reference ---------------------------------------------------------------------------
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _geometry(n, k, s, d, padding):
-    """(out, pad_before, pad_after) as Keras / TF: 'same' puts the odd pad after."""
-    eff = (k - 1) * d + 1
-    if padding == "valid":
-        out, before = (n - eff) // s + 1, 0
-    elif padding == "causal":
-        out, before = -(-n // s), eff - 1
-    else:
-        out = -(-n // s)
-        before = max((out - 1) * s + eff - n, 0) // 2
-    after = max((out - 1) * s + eff - n - before, 0)
-    return out, before, after
-
-
-def ref_conv2d(x, w, b=None, strides=1, padding="valid", dilation=1, dy=None):
-    """Forward in float64; with dy also (dx, dw, db) of sum(y * dy)."""
-    (sh, sw), (dh, dw_) = _pair(strides), _pair(dilation)
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    n, h, wd, _ = x.shape
-    kh, kw, _, c_out = w.shape
-    oh, pt, pb = _geometry(h, kh, sh, dh, padding)
-    ow, pl, pr = _geometry(wd, kw, sw, dw_, padding)
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    y = np.zeros((n, oh, ow, c_out))
-    dxp, dwt = np.zeros_like(xp), np.zeros_like(w)
-    g = None if dy is None else dy.astype(np.float64)
-    for i, j in itertools.product(range(kh), range(kw)):
-        if oh == 0 or ow == 0:
-            break
-        rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
-        cols = slice(j * dw_, j * dw_ + (ow - 1) * sw + 1, sw)
-        y += np.einsum("nhwc,co->nhwo", xp[:, rows, cols], w[i, j])
-        if g is not None:
-            dxp[:, rows, cols] += np.einsum("nhwo,co->nhwc", g, w[i, j])
-            dwt[i, j] = np.einsum("nhwc,nhwo->co", xp[:, rows, cols], g)
-    if b is not None:
-        y += b.astype(np.float64)
-    if g is None:
-        return y
-    return y, dxp[:, pt : pt + h, pl : pl + wd], dwt, g.sum(axis=(0, 1, 2))
 
 
 def assert_close(got, ref, terms, name):
@@ -84,7 +37,7 @@ def _cases():
     rng = np.random.default_rng(1234)
     for n, (s, p, d) in enumerate(itertools.product(STRIDES, PADDINGS, DILATIONS)):
         kh, kw = KERNELS[n % len(KERNELS)]
-        dh, dw = _pair(d)
+        dh, dw = pair(d)
         h = int(rng.integers((kh - 1) * dh + 1, (kh - 1) * dh + 11))
         w = int(rng.integers((kw - 1) * dw + 1, (kw - 1) * dw + 11))
         c_in = int(rng.choice([1, 2, 3, 5, 8, 17]))
@@ -204,9 +157,9 @@ def test_conv2d_matches_torch(case):
     F = torch.nn.functional
     s, p, d = case[7:]
     x, w, b, rng = _arrays(case, seed=3)
-    (sh, sw), (dh, dw) = _pair(s), _pair(d)
-    _, pt, pb = _geometry(x.shape[1], w.shape[0], sh, dh, p)
-    _, pl, pr = _geometry(x.shape[2], w.shape[1], sw, dw, p)
+    (sh, sw), (dh, dw) = pair(s), pair(d)
+    _, pt, pb = conv_geometry(x.shape[1], w.shape[0], sh, dh, p)
+    _, pl, pr = conv_geometry(x.shape[2], w.shape[1], sw, dw, p)
     xt = torch.tensor(x.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
     wt = torch.tensor(w.transpose(3, 2, 0, 1), dtype=torch.float64, requires_grad=True)
     bt = torch.tensor(b, dtype=torch.float64, requires_grad=True)

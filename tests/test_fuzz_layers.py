@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import _fuzz
+import _reference_conv as conv_reference  # ref_conv2d, ref_pool, ref_pool_grads
 import _reference_lstm as lstm_reference
 import numpy as np
 import pytest
-import test_conv2d as conv_reference  # ref_conv2d: float64 forward and gradients
-import test_pool2d as pool_reference  # ref_pool, ref_pool_grads
 from _fuzz import F32, Case
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
@@ -346,15 +345,15 @@ def _pool_geometry(layer):
 def pool_forward(layer, weights, x, err_x, training):
     x4 = _as4d(layer, x)
     pool, strides, padding = _pool_geometry(layer)
-    ymax, arg, yavg = pool_reference.ref_pool(_fuzz.daz(x4), pool, strides, padding)
+    ymax, arg, yavg = conv_reference.ref_pool(_fuzz.daz(x4), pool, strides, padding)
     e4 = np.nan_to_num(err_x.reshape(x4.shape))
-    _, _, eavg = pool_reference.ref_pool(e4, pool, strides, padding)
-    emax, _, _ = pool_reference.ref_pool(e4, pool, strides, padding)
+    _, _, eavg = conv_reference.ref_pool(e4, pool, strides, padding)
+    emax, _, _ = conv_reference.ref_pool(e4, pool, strides, padding)
     if layer.mode == "max":
         y, err = ymax, emax
     else:
         y = yavg
-        err = eavg + 2 * pool[0] * pool[1] * EPS * pool_reference.ref_pool(
+        err = eavg + 2 * pool[0] * pool[1] * EPS * conv_reference.ref_pool(
             np.abs(np.nan_to_num(x4)), pool, strides, padding)[2] + 1e-37
     shape = (len(x),) + y.shape[1 + (2 - layer.rank):]
     return Ref(y.reshape(shape), err.reshape(shape), {"x4": x4, "arg": arg,
@@ -365,7 +364,7 @@ def pool_backward(layer, weights, ref, grad, grad_is_logits):
     pool, strides, padding = _pool_geometry(layer)
     x4, arg = ref.cache["x4"], ref.cache["arg"]
     dy = grad.reshape(arg.shape)
-    dmax, davg = pool_reference.ref_pool_grads(x4.shape, dy, arg, pool, strides, padding)
+    dmax, davg = conv_reference.ref_pool_grads(x4.shape, dy, arg, pool, strides, padding)
     return (dmax if layer.mode == "max" else davg).reshape(ref.cache["in_shape"]), []
 
 

@@ -8,11 +8,10 @@ path.
 """
 
 import _fuzz
+import _reference_conv as conv_reference  # ref_conv2d, ref_pool, ref_pool_grads
 import _reference_lstm as lstm_reference
 import numpy as np
 import pytest
-import test_conv2d as conv_reference  # ref_conv2d
-import test_pool2d as pool_reference  # ref_pool, ref_pool_grads
 from _fuzz import F32, Case, FuzzOp
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -806,7 +805,7 @@ def draw_pool2d(data) -> Case:
                 also=("max_pool2d", "avg_pool2d", "pool2d", "max_pool2d_fwd",
                       "max_pool2d_bwd", "avg_pool2d_fwd", "avg_pool2d_bwd"))
     try:
-        ymax, arg, yavg = pool_reference.ref_pool(np.zeros(x_shape), pool, strides, padding)
+        ymax, arg, yavg = conv_reference.ref_pool(np.zeros(x_shape), pool, strides, padding)
         ok = padding in ("valid", "same") and min(np.atleast_1d(pool)) >= 1 and \
             (strides is None or min(np.atleast_1d(strides)) >= 1) and \
             all(d > 0 for d in ymax.shape[1:3])
@@ -840,11 +839,11 @@ def draw_pool2d(data) -> Case:
     if case.errors:
         return case
     xr = np.asarray(x, np.float64) if kind != "avg_backward" else np.zeros(x_shape)
-    ymax, arg, yavg = pool_reference.ref_pool(_fuzz.daz(xr), pool, strides, padding)
-    avg_mag = pool_reference.ref_pool(np.abs(np.nan_to_num(xr)), pool, strides, padding)[2]
+    ymax, arg, yavg = conv_reference.ref_pool(_fuzz.daz(xr), pool, strides, padding)
+    avg_mag = conv_reference.ref_pool(np.abs(np.nan_to_num(xr)), pool, strides, padding)[2]
     window = int(np.prod(np.broadcast_to(pool, (2,))))
     if dy is not None:
-        dmax, davg = pool_reference.ref_pool_grads(x_shape, np.asarray(dy, np.float64), arg,
+        dmax, davg = conv_reference.ref_pool_grads(x_shape, np.asarray(dy, np.float64), arg,
                                                    pool, strides, padding)
 
     def check(result):

@@ -71,6 +71,19 @@ def run_kernels(c, act="tanh", ract="sigmoid", go_backwards=False, with_dy=True,
 
 GRAD_NAMES = ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0", "dc0")
 
+
+def assert_matches_reference(c, fwd, grads, act="tanh", ract="sigmoid", **flags):
+    """fwd = (y, h_last, c_last) and grads (in GRAD_NAMES order) against ref_lstm and
+    ref_lstm_grads of case c with the same activations and flags (go_backwards, h_mask)."""
+    args = (c["x"], c["kernel"], c["rkernel"], c["bias"], c["h0"], c["c0"])
+    ry, rh, rc, _ = ref_lstm(*args, act, ract, **flags)
+    for name, got, ref in zip(("y", "h_last", "c_last"), fwd, (ry, rh, rc)):
+        assert_close(got, ref, name)
+    want = ref_lstm_grads(*args, c["dy"], c["dh"], c["dc"], act, ract, **flags)
+    for name, got, ref in zip(GRAD_NAMES, grads, want):
+        assert_close(got, ref, name)
+
+
 # (batch, time, features, units): time 1, batch 1, units off the register tiles (nr 16/32,
 # mr 4/6/8/12), more rows than one micro-kernel tile; batches that fill the row tiles well
 # (7, 13 and 16 on AVX-512, 16 and 25 on AVX2) take the fused-projection forward, the others
@@ -87,27 +100,8 @@ SHAPES = [(1, 1, 1, 1), (3, 1, 5, 7), (1, 6, 4, 16), (7, 5, 3, 37), (13, 4, 9, 3
 @pytest.mark.parametrize("states", [True, False])
 def test_matches_reference(isa, n_threads, rng, shape, go_backwards, states):
     c = make_case(rng, *shape, states=states)
-    (y, h, cl), grads = run_kernels(c, go_backwards=go_backwards)
-    ry, rh, rc, _ = ref_lstm(
-        c["x"], c["kernel"], c["rkernel"], c["bias"], c["h0"], c["c0"], go_backwards=go_backwards
-    )
-    assert_close(y, ry, "y")
-    assert_close(h, rh, "h_last")
-    assert_close(cl, rc, "c_last")
-    want = ref_lstm_grads(
-        c["x"],
-        c["kernel"],
-        c["rkernel"],
-        c["bias"],
-        c["h0"],
-        c["c0"],
-        c["dy"],
-        c["dh"],
-        c["dc"],
-        go_backwards=go_backwards,
-    )
-    for name, got, ref in zip(GRAD_NAMES, grads, want):
-        assert_close(got, ref, name)
+    fwd, grads = run_kernels(c, go_backwards=go_backwards)
+    assert_matches_reference(c, fwd, grads, go_backwards=go_backwards)
 
 
 @pytest.mark.parametrize(
@@ -115,27 +109,8 @@ def test_matches_reference(isa, n_threads, rng, shape, go_backwards, states):
 )
 def test_activations(isa, rng, act, ract):
     c = make_case(rng, 6, 4, 5, 19, scale=0.3)
-    (y, _h, cl), grads = run_kernels(c, act=act, ract=ract)
-    ry, _rh, rc, _ = ref_lstm(
-        c["x"], c["kernel"], c["rkernel"], c["bias"], c["h0"], c["c0"], act, ract
-    )
-    assert_close(y, ry, "y")
-    assert_close(cl, rc, "c_last")
-    want = ref_lstm_grads(
-        c["x"],
-        c["kernel"],
-        c["rkernel"],
-        c["bias"],
-        c["h0"],
-        c["c0"],
-        c["dy"],
-        c["dh"],
-        c["dc"],
-        act,
-        ract,
-    )
-    for name, got, ref in zip(GRAD_NAMES, grads, want):
-        assert_close(got, ref, name)
+    fwd, grads = run_kernels(c, act=act, ract=ract)
+    assert_matches_reference(c, fwd, grads, act=act, ract=ract)
 
 
 def test_saturated_gates(isa, rng):
@@ -209,15 +184,8 @@ def test_recurrent_mask(isa, n_threads, rng, shape):
     """h_mask (recurrent dropout: zeros and 1/(1-rate)) against the reference."""
     c = make_case(rng, *shape)
     mask = (rng.random((shape[0], shape[3])) >= 0.3).astype(np.float32) / np.float32(0.7)
-    (y, h, cl), grads = run_kernels(c, go_backwards=True, h_mask=mask)
-    args = (c["x"], c["kernel"], c["rkernel"], c["bias"], c["h0"], c["c0"])
-    ry, rh, rc, _ = ref_lstm(*args, go_backwards=True, h_mask=mask)
-    assert_close(y, ry, "y")
-    assert_close(h, rh, "h_last")
-    assert_close(cl, rc, "c_last")
-    want = ref_lstm_grads(*args, c["dy"], c["dh"], c["dc"], go_backwards=True, h_mask=mask)
-    for name, got, ref in zip(GRAD_NAMES, grads, want):
-        assert_close(got, ref, name)
+    fwd, grads = run_kernels(c, go_backwards=True, h_mask=mask)
+    assert_matches_reference(c, fwd, grads, go_backwards=True, h_mask=mask)
 
 
 # --- properties of the kernels -----------------------------------------------------------------
@@ -382,18 +350,11 @@ def test_matches_torch(isa, n_threads, rng, shape, go_backwards):
 def test_ops_forward_backward(rng):
     c = make_case(rng, 5, 4, 3, 10)
     xf = np.asfortranarray(c["x"])  # any layout is taken; copied once
-    out, h, _cl, cache = ops.lstm_forward(
+    out, h, cl, cache = ops.lstm_forward(
         xf, c["kernel"].T.copy().T, c["rkernel"], c["bias"], c["h0"], c["c0"], training=True
     )
-    ry, rh, _rc, _ = ref_lstm(c["x"], c["kernel"], c["rkernel"], c["bias"], c["h0"], c["c0"])
-    assert_close(out, ry, "outputs")
-    assert_close(h, rh, "h_last")
     g = ops.lstm_backward(cache, c["dy"], c["dh"], c["dc"])
-    want = ref_lstm_grads(
-        c["x"], c["kernel"], c["rkernel"], c["bias"], c["h0"], c["c0"], c["dy"], c["dh"], c["dc"]
-    )
-    for name, ref in zip(GRAD_NAMES, want):
-        assert_close(getattr(g, name), ref, name)
+    assert_matches_reference(c, (out, h, cl), [getattr(g, name) for name in GRAD_NAMES])
 
 
 def test_ops_last_output_no_bias_no_states(rng):

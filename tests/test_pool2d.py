@@ -1,65 +1,14 @@
 """Max and average pooling forward and backward against an obvious float64 NumPy reference
-(one loop over output pixels), PyTorch, finite differences, NaN / -inf windows, on every ISA
-with 1 and 4 threads."""
-
-import itertools
+(one loop over output pixels, in tests/_reference_conv.py), PyTorch, finite differences,
+NaN / -inf windows, on every ISA with 1 and 4 threads."""
 
 import numpy as np
 import pytest
+from _reference_conv import pair, pool_windows, ref_pool, ref_pool_grads
 
 import fastnn
 from fastnn import _kernels as K
 from fastnn import ops
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _windows(n, k, s, padding):
-    """[(lo, hi)] of every output, clipped to [0, n)."""
-    if padding == "valid":
-        out, pad = (n - k) // s + 1, 0
-    else:
-        out = -(-n // s)
-        pad = max((out - 1) * s + k - n, 0) // 2
-    return [(max(o * s - pad, 0), min(o * s - pad + k, n)) for o in range(out)]
-
-
-def ref_pool(x, pool, strides, padding):
-    """(max, argmax as iy * w + ix (first maximum, NaN wins), average) in float64."""
-    kh, kw = _pair(pool)
-    sh, sw = _pair(pool if strides is None else strides)
-    n, h, w, c = x.shape
-    rows, cols = _windows(h, kh, sh, padding), _windows(w, kw, sw, padding)
-    ymax = np.zeros((n, len(rows), len(cols), c))
-    yavg = np.zeros_like(ymax)
-    arg = np.zeros(ymax.shape, np.int64)
-    for (i, (y0, y1)), (j, (x0, x1)) in itertools.product(enumerate(rows), enumerate(cols)):
-        win = x[:, y0:y1, x0:x1].astype(np.float64).reshape(n, (y1 - y0) * (x1 - x0), c)
-        yavg[:, i, j] = win.mean(axis=1)
-        for b, ch in itertools.product(range(n), range(c)):
-            v = win[b, :, ch]
-            nan = np.flatnonzero(np.isnan(v))
-            k = nan[-1] if nan.size else int(np.argmax(v))
-            ymax[b, i, j, ch] = v[k]
-            arg[b, i, j, ch] = (y0 + k // (x1 - x0)) * w + x0 + k % (x1 - x0)
-    return ymax, arg, yavg
-
-
-def ref_pool_grads(x_shape, dy, arg, pool, strides, padding):
-    kh, kw = _pair(pool)
-    sh, sw = _pair(pool if strides is None else strides)
-    n, h, w, c = x_shape
-    dmax = np.zeros((n, h * w, c))
-    for b, ch in itertools.product(range(n), range(c)):
-        np.add.at(dmax[b, :, ch], arg[b, ..., ch].ravel(), dy[b, ..., ch].ravel())
-    davg = np.zeros(x_shape)
-    rows, cols = _windows(h, kh, sh, padding), _windows(w, kw, sw, padding)
-    for (i, (y0, y1)), (j, (x0, x1)) in itertools.product(enumerate(rows), enumerate(cols)):
-        davg[:, y0:y1, x0:x1] += dy[:, i, j, None, None, :] / ((y1 - y0) * (x1 - x0))
-    return dmax.reshape(x_shape), davg
-
 
 CASES = [  # (n, h, w, c, pool, strides, padding)
     (2, 8, 8, 5, 2, None, "valid"),
@@ -107,8 +56,8 @@ def test_pool2d_matches_torch(case):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     n, h, w, c, pool, strides, padding = case
-    kh, kw = _pair(pool)
-    sh, sw = _pair(pool if strides is None else strides)
+    kh, kw = pair(pool)
+    sh, sw = pair(pool if strides is None else strides)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
     pads = [0, 0, 0, 0]
@@ -167,9 +116,9 @@ def test_max_pool2d_nan_and_inf_windows(isa, n_threads):
         ymax, arg, _ = ref_pool(x, pool, strides, padding)
         np.testing.assert_array_equal(y, ymax.astype(np.float32))
         np.testing.assert_array_equal(idx, arg)
-        kh, kw = _pair(pool)
-        sh, sw = _pair(pool if strides is None else strides)
-        rows, cols = _windows(6, kh, sh, padding), _windows(6, kw, sw, padding)
+        kh, kw = pair(pool)
+        sh, sw = pair(pool if strides is None else strides)
+        rows, cols = pool_windows(6, kh, sh, padding), pool_windows(6, kw, sw, padding)
         iy, ix = idx // 6, idx % 6
         for i, (y0, y1) in enumerate(rows):
             assert ((iy[:, i] >= y0) & (iy[:, i] < y1)).all()
