@@ -438,7 +438,10 @@ IMAGE_DIMS = (1, 2, 3, 5, 7)  # (height, width, channels) of 3-D inputs: the poo
 
 def draw_model(data, train=False):
     """(model, input shape, ids): a Sequential of 1-3 layers from LAYERS on a 1-D, 2-D or 3-D
-    feature shape; ids is the vocabulary size when the first layer takes token ids, else 0."""
+    feature shape; ids is the vocabulary size when the first layer takes token ids, else 0.
+    The initial weights come from a fixed seed, so they depend on the example alone (not on
+    the examples drawn before it in the same test, which made a failure unreproducible)."""
+    fastnn.utils.set_random_seed(0)
     rank = data.draw(st.sampled_from((1, 2, 3)), label="input rank")
     dims = IMAGE_DIMS if rank == 3 else FEATURES
     in_shape = tuple(data.draw(st.sampled_from(dims), label="dim") for _ in range(rank))
