@@ -414,7 +414,9 @@ static fnn_status run_split(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     const int64_t n_step = fnn_ceil_div(fnn_ceil_div(p->n, nr), tn) * nr;
     const int64_t ws_a = pack_a_floats(cfg, m_step, p->k);
     const int64_t ws_b = pack_b_floats(cfg, n_step, p->k);
-    const int64_t ws_g = p->upd != NULL ? grad_block_floats(cfg, m_step, n_step) : 0;
+    /* update mode's gradient block (its buffered mode computes G into p->c instead) */
+    const int64_t ws_g =
+        p->upd != NULL && p->c == NULL ? grad_block_floats(cfg, m_step, n_step) : 0;
     const int64_t ws_floats = path == FNN_GEMM_NARROW ? narrow_ws_floats(cfg, p->k)
                               : path == FNN_GEMM_SUP    ? sup_ws_floats(cfg, p->k)
                                                         : ws_a + ws_b + ws_g;
