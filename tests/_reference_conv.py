@@ -1,7 +1,7 @@
 """Float64 NumPy references for conv2d and 2-D pooling (NHWC input, HWIO conv weights, Keras
 padding), written obviously: one einsum per filter tap, one loop over output windows. Used by
-tests/test_conv2d.py and tests/test_pool2d.py (kernels) and tests/test_fuzz_ops.py and
-tests/test_fuzz_layers.py (fuzzing)."""
+tests/test_conv2d.py and tests/test_pool2d.py (kernels), tests/test_layers_conv.py (layers) and
+tests/test_fuzz_ops.py and tests/test_fuzz_layers.py (fuzzing)."""
 
 import itertools
 

@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 from _reference import activation, numerical_grad
+from _reference_conv import ref_conv2d
 
 import fastnn as keras
 from fastnn import layers
@@ -14,31 +15,7 @@ from fastnn.layers import base
 
 def ref_conv(x, kernel, bias, strides, padding, dilation, act="linear", alpha=0.0):
     """float64 conv2d of NHWC x with an HWIO kernel, then act; padding as Keras/TF."""
-    n, h, w, _ = x.shape
-    kh, kw, _, c_out = kernel.shape
-    (sh, sw), (dh, dw) = strides, dilation
-    pads = []
-    for size, k, s, d in ((h, kh, sh, dh), (w, kw, sw, dw)):
-        span = (k - 1) * d + 1
-        if padding == "valid":
-            out, before = (size - span) // s + 1, 0
-        elif padding == "causal":
-            out, before = -(-size // s), span - 1
-        else:
-            out = -(-size // s)
-            before = max((out - 1) * s + span - size, 0) // 2
-        pads.append((out, before, max((out - 1) * s + span - size - before, 0)))
-    (oh, pt, pb), (ow, pl, pr) = pads
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    y = np.zeros((n, oh, ow, c_out))
-    for i, j in itertools.product(range(kh), range(kw)):
-        patch = xp[
-            :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw
-        ]
-        y += np.einsum("nhwc,co->nhwo", patch, kernel[i, j])
-    if bias is not None:
-        y = y + bias
-    return activation(act, y, alpha)
+    return activation(act, ref_conv2d(x, kernel, bias, strides, padding, dilation), alpha)
 
 
 def _grad_check(layer, x, reference, rng, input_grad=True, tol=2e-4):
