@@ -141,19 +141,6 @@ static void gemm_block(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     const int has_epilogue = p->bias != NULL || p->act != FNN_ACT_LINEAR;
     FNN_ALIGNED(64) float tile[FNN_GEMM_MAX_MR * FNN_GEMM_MAX_NR];
 
-    if (p->upd != NULL && p->c != NULL) { /* deep update mode: G into c, see gemm_part */
-        fnn_gemm_problem q = *p;
-        q.upd = NULL;
-        gemm_block(kt, cfg, &q, m0, m1, n0, n1, ap, bp, NULL);
-        return;
-    }
-    if (p->upd != NULL && p->k == 0) { /* a zero gradient still moves the optimizer state */
-        memset(tile, 0, sizeof(tile));
-        for (int64_t i = m0; i < m1; i++)
-            for (int64_t j = n0; j < n1; j += nr)
-                fnn_update_tile(kt, p->upd, tile, nr, 1, FNN_MIN(nr, n1 - j), i, j);
-        return;
-    }
     if (p->k == 0 || p->alpha == 0.0f) {
         scale_only(kt, p, m0, m1, n0, n1);
         return;
@@ -329,7 +316,7 @@ fnn_status fnn_gemm_check(const fnn_gemm_problem *p) {
     if (p->act == FNN_ACT_SOFTMAX || (int)p->act < 0 || (int)p->act > FNN_ACT_SOFTMAX)
         return FNN_ERR_ARG;
     if (p->m == 0 || p->n == 0) return FNN_OK;
-    if (p->c == NULL || p->ldc < p->n) return FNN_ERR_ARG;
+    if (p->upd == NULL && (p->c == NULL || p->ldc < p->n)) return FNN_ERR_ARG; /* upd: no C */
     if (p->k == 0) return FNN_OK;
     const int64_t a_cols = p->ta == FNN_NOTRANS ? p->k : p->m;
     const int64_t b_cols = p->tb == FNN_NOTRANS ? p->n : p->k;
@@ -380,6 +367,15 @@ static fnn_status gemm_part(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
     float *ws = fnn_thread_scratch(FNN_SCRATCH_GEMM, split->ws_floats);
     if (ws == NULL) return FNN_ERR_NOMEM;
     const unsigned int fp = fnn_fp_enter(); /* FTZ/DAZ on this thread, see internal.h */
+    /* update mode with a G buffer (fnn_gemm_update_run): this thread's part of G as a plain
+     * GEMM, then its update from it */
+    const fnn_tile_update *buffered = p->c != NULL ? p->upd : NULL;
+    fnn_gemm_problem plain;
+    if (buffered != NULL) {
+        plain = *p;
+        plain.upd = NULL;
+        p = &plain;
+    }
     switch (split->path) {
     case FNN_GEMM_NARROW: gemm_narrow_block(kt, cfg, p, m0, m1, ws); break;
     case FNN_GEMM_SUP: gemm_sup_block(kt, cfg, p, m0, m1, n0, n1, ws); break;
@@ -387,8 +383,9 @@ static fnn_status gemm_part(const fnn_kernel_table *kt, const fnn_gemm_cfg *cfg,
         gemm_block(kt, cfg, p, m0, m1, n0, n1, ws, ws + split->ws_a,
                    ws + split->ws_a + split->ws_b);
     }
-    if (p->upd != NULL && p->c != NULL) /* deep update mode: this thread's part of G is done */
-        fnn_update_tile(kt, p->upd, p->c + m0 * p->ldc + n0, p->ldc, m1 - m0, n1 - n0, m0, n0);
+    if (buffered != NULL)
+        fnn_update_tile(kt, buffered, p->c + m0 * p->ldc + n0, p->ldc, m1 - m0, n1 - n0, m0,
+                        n0);
     fnn_fp_leave(fp);
     return FNN_OK;
 }
@@ -449,15 +446,16 @@ fnn_status fnn_gemm_run(const fnn_gemm_problem *p, int n_threads) {
  * quarter of FNN_GEMM_UPDATE_NC at the deepest k). Past FNN_GEMM_UPDATE_MAX_KC * kc the
  * panels would grow with k, and the rows of A would be packed again for every narrow B panel;
  * and small or narrow problems (a layer of 10 units) are faster on their own unpacked paths
- * than padded to the packed kernel's tiles. There the GEMM runs as usual into an m x n buffer,
- * and each thread updates from its own part of it (the bits of GEMM + update, one parallel
+ * than padded to the packed kernel's tiles; and k == 0 (G = 0, which still moves the optimizer
+ * state) is the GEMM's own zero case. There the GEMM runs as usual into an m x n buffer, and
+ * each thread updates from its own part of it (the bits of GEMM + update, one parallel
  * region). */
 fnn_status fnn_gemm_update_run(const fnn_gemm_problem *p, int n_threads) {
     if (p->m == 0 || p->n == 0) return FNN_OK;
     const fnn_kernel_table *kt = fnn_kernels();
     fnn_gemm_cfg cfg = kt->gemm;
     const fnn_gemm_path path = choose_path(&cfg, p);
-    if (p->k > FNN_GEMM_UPDATE_MAX_KC * cfg.kc || path != FNN_GEMM_PACKED) {
+    if (p->k == 0 || p->k > FNN_GEMM_UPDATE_MAX_KC * cfg.kc || path != FNN_GEMM_PACKED) {
         fnn_gemm_problem q = *p;
         q.c = fnn_malloc((size_t)(p->m * p->n) * sizeof(float));
         if (q.c == NULL) return FNN_ERR_NOMEM;

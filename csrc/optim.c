@@ -233,18 +233,10 @@ void fnn_update_tile(const fnn_kernel_table *kt, const fnn_tile_update *u, const
 static fnn_status gemm_update(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
                               const float *a, int64_t lda, const float *b, int64_t ldb,
                               const fnn_tile_update *u, int n_threads) {
-    fnn_gemm_problem p = {ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, NULL, n, NULL,
-                          FNN_ACT_LINEAR, 0.0f, u};
-    if (m < 0 || n < 0 || k < 0) return FNN_ERR_ARG;
-    if (m == 0 || n == 0) return FNN_OK;
-    if (k > 0) { /* fnn_gemm_check wants a C; the update writes the parameter instead */
-        float dummy;
-        p.c = &dummy;
-        const fnn_status st = fnn_gemm_check(&p);
-        p.c = NULL;
-        if (st != FNN_OK) return st;
-    }
-    return fnn_gemm_update_run(&p, n_threads);
+    const fnn_gemm_problem p = {ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, NULL, n, NULL,
+                                FNN_ACT_LINEAR, 0.0f, u};
+    const fnn_status st = fnn_gemm_check(&p);
+    return st != FNN_OK ? st : fnn_gemm_update_run(&p, n_threads);
 }
 
 fnn_status fnn_gemm_sgd_f32(fnn_trans ta, fnn_trans tb, int64_t m, int64_t n, int64_t k,
