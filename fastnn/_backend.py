@@ -21,8 +21,9 @@ Contract shared by every function:
 
 Beyond the dense-network kernels listed in issue 3 (dense_forward, needs_preact, act_forward,
 act_backward, matmul, bias_grad, softmax_xent, sigmoid_bce, sgd/adam/rmsprop_update and their
-sgd/adam/rmsprop_gemm_update forms fused with dW, dropout_forward/backward), the losses that do not fuse with an output activation and the
-regularizers need: xent_probs, bce_probs, mse, mae and l1l2_penalty.
+sgd/adam/rmsprop_gemm_update forms fused with dW, dropout_forward/backward), the losses that do
+not fuse with an output activation and the regularizers need: xent_probs, bce_probs, mse, mae
+and l1l2_penalty.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Dense training through them).
 The fused kernels must equal "GEMM into a gradient buffer, then the update" bit for bit
 whenever the unfused GEMM reduces k in one pass (k <= kc) and past 4 kc (where they use a
 buffer), on every ISA and thread count; between, they must stay within float32 rounding of it
-and still give the same bits on every thread count. A model trained with fused updates must match one trained without them exactly, and
-must never allocate its Dense kernels' gradient buffers.
+and still give the same bits on every thread count. A model trained with fused updates must
+match one trained without them exactly, and must never allocate its Dense kernels' gradient
+buffers.
 """
 
 import numpy as np

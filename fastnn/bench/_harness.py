@@ -9,9 +9,9 @@ shorter than a millisecond are grouped `inner` at a time so each sample is >= 1 
 resolution and call jitter); then in rounds every impl runs a slice of budget / ROUNDS
 seconds of samples (at least one), starting with one unrecorded call that brings its own data
 back into cache (skipped for calls of 50 ms or more, where it would not matter); rounds go on
-until the impls together have spent their budgets and each has `min_repeats` samples. A noisy neighbour on a shared machine then slows
-every impl alike instead of whichever ran at the time, so the ratios are side-by-side
-measurements. Reported: median and minimum per call. Ratios are median(other) /
+until the impls together have spent their budgets and each has `min_repeats` samples. A noisy
+neighbour on a shared machine then slows every impl alike instead of whichever ran at the
+time, so the ratios are side-by-side measurements. Reported: median and minimum per call. Ratios are median(other) /
 median(fastnn): above 1 means fastnn is faster. `time_impl` times one callable the same way.
 """
 

@@ -4,8 +4,9 @@ One training step: forward through every layer; the loss and dL/d(output), fused
 last layer's softmax/sigmoid when the loss takes probabilities (as Keras effectively does);
 backward through the layers until the first trainable one (which skips dX); regularizer
 penalties and gradients; one optimizer update per parameter (a Dense kernel's inside the
-backward pass: its gradient GEMM feeds the update tile by tile, see `_Plan`). User arrays are converted to
-float32 once per call at this edge, and batches are gathered into reused buffers.
+backward pass: its gradient GEMM feeds the update block by block, see `_Plan`). User arrays
+are converted to float32 once per call at this edge, and batches are gathered into reused
+buffers.
 """
 
 from __future__ import annotations
