@@ -269,34 +269,36 @@ void fnn_dropout_f32_avx512(uint64_t key, uint32_t threshold, float scale, int64
  * first unit, and the f, g, o gates sit at +stride, +2*stride, +3*stride (stride = hidden_size).
  * Every unit goes through the same arithmetic wherever it sits in the row (vector tails are
  * masked, never scalar), so results do not depend on how rows are split among threads.
- *   fwd: pre-activations zx (input projection) + zh (recurrent part; NULL: zero); activated
+ *   fwd: pre-activations (zx + bias) + zh: zx the input projection, bias (NULL: none; the
+ *        same stride as zx) added to it first, zh the recurrent part (NULL: zero); activated
  *        i, f, g, o to gates (NULL: not stored; may alias zx). c_out = f*c_prev + i*g,
  *        h_out = o*act(c_out). c_prev may alias c_out.
  *   bwd: z in: activated gates; out: dL/dz. c = c_s, c_prev = c_{s-1}; dh = dL/dh_s from the
  *        next step, plus dy if dy != NULL; dc in: dL/dc_s from the next step; out: dL/dc_{s-1}.
  * act and ract are FNN_ACT_TANH, _SIGMOID, _RELU or _LINEAR (checked by the caller). */
 typedef void (*fnn_lstm_fwd_row_fn)(int64_t n, fnn_act act, fnn_act ract, const float *zx,
-                                    const float *zh, float *gates, int64_t stride,
-                                    const float *c_prev, float *c_out, float *h_out);
+                                    const float *bias, const float *zh, float *gates,
+                                    int64_t stride, const float *c_prev, float *c_out,
+                                    float *h_out);
 typedef void (*fnn_lstm_bwd_row_fn)(int64_t n, fnn_act act, fnn_act ract, float *z,
                                     int64_t stride, const float *c, const float *c_prev,
                                     const float *dy, const float *dh, float *dc);
 
 void fnn_lstm_fwd_row_f32_ref(int64_t n, fnn_act act, fnn_act ract, const float *zx,
-                              const float *zh, float *gates, int64_t stride, const float *c_prev,
-                              float *c_out, float *h_out);
+                              const float *bias, const float *zh, float *gates, int64_t stride,
+                              const float *c_prev, float *c_out, float *h_out);
 void fnn_lstm_bwd_row_f32_ref(int64_t n, fnn_act act, fnn_act ract, float *z, int64_t stride,
                               const float *c, const float *c_prev, const float *dy,
                               const float *dh, float *dc);
 void fnn_lstm_fwd_row_f32_avx2(int64_t n, fnn_act act, fnn_act ract, const float *zx,
-                               const float *zh, float *gates, int64_t stride, const float *c_prev,
-                               float *c_out, float *h_out);
+                               const float *bias, const float *zh, float *gates, int64_t stride,
+                               const float *c_prev, float *c_out, float *h_out);
 void fnn_lstm_bwd_row_f32_avx2(int64_t n, fnn_act act, fnn_act ract, float *z, int64_t stride,
                                const float *c, const float *c_prev, const float *dy,
                                const float *dh, float *dc);
 void fnn_lstm_fwd_row_f32_avx512(int64_t n, fnn_act act, fnn_act ract, const float *zx,
-                                 const float *zh, float *gates, int64_t stride, const float *c_prev,
-                                 float *c_out, float *h_out);
+                                 const float *bias, const float *zh, float *gates, int64_t stride,
+                                 const float *c_prev, float *c_out, float *h_out);
 void fnn_lstm_bwd_row_f32_avx512(int64_t n, fnn_act act, fnn_act ract, float *z,
                                  int64_t stride, const float *c, const float *c_prev,
                                  const float *dy, const float *dh, float *dc);

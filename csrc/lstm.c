@@ -73,12 +73,15 @@ static inline float dact_f(fnn_act act, float y) {
 }
 
 void fnn_lstm_fwd_row_f32_ref(int64_t n, fnn_act act, fnn_act ract, const float *zx,
-                              const float *zh, float *gates, int64_t stride, const float *c_prev,
-                              float *c_out, float *h_out) {
+                              const float *bias, const float *zh, float *gates, int64_t stride,
+                              const float *c_prev, float *c_out, float *h_out) {
     for (int64_t j = 0; j < n; j++) {
         float z[4];
-        for (int q = 0; q < 4; q++)
-            z[q] = zh != NULL ? zx[q * stride + j] + zh[q * stride + j] : zx[q * stride + j];
+        for (int q = 0; q < 4; q++) {
+            z[q] = zx[q * stride + j];
+            if (bias != NULL) z[q] += bias[q * stride + j];
+            if (zh != NULL) z[q] += zh[q * stride + j];
+        }
         const float i = act_f(ract, z[0]), f = act_f(ract, z[1]);
         const float g = act_f(act, z[2]), o = act_f(ract, z[3]);
         const float c = f * c_prev[j] + i * g;
@@ -396,7 +399,8 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
         for (int64_t k = 0; k < kx + H; k++) {
             const float *src = (k < kx ? cx->kernel + k * G : cx->rkernel + (k - kx) * G) +
                                q * H + ub * nr;
-            for (int64_t j = 0; j < nr; j++) dst[k * nr + j] = j < cols ? src[j] : 0.0f;
+            memcpy(dst + k * nr, src, (size_t)cols * sizeof(float));
+            if (cols < nr) memset(dst + k * nr + cols, 0, (size_t)(nr - cols) * sizeof(float));
         }
     }
     /* Fused step: threads of one row group (tile_of: rows by t / tn) split x's columns; they
@@ -480,15 +484,11 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
                     c_prev = c_out;
                 }
                 h_out = cx->y != NULL ? cx->y + (b * T + s) * H : cx->hbuf + b * H;
-                float *zx = zrow;
-                if (kx > 0) {
-                    zx = cx->zx + b * G;
-                    if (cx->bias != NULL)
-                        for (int64_t q = 0; q < 4; q++)
-                            for (int64_t j = j0; j < j1; j++) zx[q * H + j] += cx->bias[q * H + j];
-                }
+                /* fused: the bias goes on in the pass, as the projection GEMM adds it */
+                const float *zx = kx > 0 ? cx->zx + b * G : zrow;
+                const float *bias = kx > 0 && cx->bias != NULL ? cx->bias + j0 : NULL;
                 cx->kt->lstm_fwd_row(j1 - j0, d->activation, d->recurrent_activation, zx + j0,
-                                     recurrent ? cx->zh + b * G + j0 : NULL,
+                                     bias, recurrent ? cx->zh + b * G + j0 : NULL,
                                      training ? zrow + j0 : NULL, H, c_prev + j0, c_out + j0,
                                      h_out + j0);
                 if (s == T - 1) {

@@ -86,21 +86,29 @@ FNN_TARGET_AVX2 static inline void st(float *p, __m256i m, int full, __m256 v) {
         _mm256_maskstore_ps(p, m, v);
 }
 
-/* Pre-activation of one gate: the input projection plus the recurrent part (if any). */
-FNN_TARGET_AVX2 static inline __m256 pre(const float *zx, const float *zh, __m256i m, int full) {
-    const __m256 v = ld(zx, m, full);
+/* Pre-activation of one gate: the input projection, plus the bias, plus the recurrent part
+ * (each if any, in that order). */
+FNN_TARGET_AVX2 static inline __m256 pre(const float *zx, const float *bias, const float *zh,
+                                         __m256i m, int full) {
+    __m256 v = ld(zx, m, full);
+    if (bias != NULL) v = _mm256_add_ps(v, ld(bias, m, full));
     return zh != NULL ? _mm256_add_ps(v, ld(zh, m, full)) : v;
 }
 
+/* p + offset, NULL staying NULL */
+static inline const float *off(const float *p, int64_t offset) {
+    return p != NULL ? p + offset : NULL;
+}
+
 FNN_TARGET_AVX2 static inline void fwd_vec(fnn_act act, fnn_act ract, const float *zx,
-                                           const float *zh, float *gates, int64_t s1,
-                                           const float *c_prev, float *c_out, float *h_out,
-                                           __m256i m, int full) {
+                                           const float *bias, const float *zh, float *gates,
+                                           int64_t s1, const float *c_prev, float *c_out,
+                                           float *h_out, __m256i m, int full) {
     const int64_t s2 = 2 * s1, s3 = 3 * s1;
-    const __m256 i = act_v(ract, pre(zx, zh, m, full));
-    const __m256 f = act_v(ract, pre(zx + s1, zh != NULL ? zh + s1 : NULL, m, full));
-    const __m256 g = act_v(act, pre(zx + s2, zh != NULL ? zh + s2 : NULL, m, full));
-    const __m256 o = act_v(ract, pre(zx + s3, zh != NULL ? zh + s3 : NULL, m, full));
+    const __m256 i = act_v(ract, pre(zx, bias, zh, m, full));
+    const __m256 f = act_v(ract, pre(zx + s1, off(bias, s1), off(zh, s1), m, full));
+    const __m256 g = act_v(act, pre(zx + s2, off(bias, s2), off(zh, s2), m, full));
+    const __m256 o = act_v(ract, pre(zx + s3, off(bias, s3), off(zh, s3), m, full));
     const __m256 c = _mm256_fmadd_ps(f, ld(c_prev, m, full), _mm256_mul_ps(i, g));
     if (gates != NULL) {
         st(gates, m, full, i);
@@ -136,16 +144,17 @@ FNN_TARGET_AVX2 static inline __m256i tail_mask(int64_t left) {
 }
 
 FNN_TARGET_AVX2 void fnn_lstm_fwd_row_f32_avx2(int64_t n, fnn_act act, fnn_act ract,
-                                               const float *zx, const float *zh, float *gates,
-                                               int64_t stride, const float *c_prev,
-                                               float *c_out, float *h_out) {
+                                               const float *zx, const float *bias,
+                                               const float *zh, float *gates, int64_t stride,
+                                               const float *c_prev, float *c_out,
+                                               float *h_out) {
     const __m256i all = _mm256_set1_epi32(-1);
     int64_t j = 0;
     for (; j + 8 <= n; j += 8)
-        fwd_vec(act, ract, zx + j, zh != NULL ? zh + j : NULL, gates != NULL ? gates + j : NULL,
+        fwd_vec(act, ract, zx + j, off(bias, j), off(zh, j), gates != NULL ? gates + j : NULL,
                 stride, c_prev + j, c_out + j, h_out + j, all, 1);
     if (j < n)
-        fwd_vec(act, ract, zx + j, zh != NULL ? zh + j : NULL, gates != NULL ? gates + j : NULL,
+        fwd_vec(act, ract, zx + j, off(bias, j), off(zh, j), gates != NULL ? gates + j : NULL,
                 stride, c_prev + j, c_out + j, h_out + j, tail_mask(n - j), 0);
 }
 

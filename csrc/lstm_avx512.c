@@ -76,25 +76,33 @@ static inline __mmask16 tail_mask(int64_t left) {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
 }
 
-/* Pre-activation of gate q: the input projection plus the recurrent part (if any). */
-FNN_TARGET_AVX512 static inline __m512 pre(const float *zx, const float *zh, __mmask16 m) {
-    const __m512 v = _mm512_maskz_loadu_ps(m, zx);
+/* p + offset, NULL staying NULL */
+static inline const float *off(const float *p, int64_t offset) {
+    return p != NULL ? p + offset : NULL;
+}
+
+/* Pre-activation of one gate: the input projection, plus the bias, plus the recurrent part
+ * (each if any, in that order). */
+FNN_TARGET_AVX512 static inline __m512 pre(const float *zx, const float *bias, const float *zh,
+                                           __mmask16 m) {
+    __m512 v = _mm512_maskz_loadu_ps(m, zx);
+    if (bias != NULL) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias));
     return zh != NULL ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, zh)) : v;
 }
 
 FNN_TARGET_AVX512 void fnn_lstm_fwd_row_f32_avx512(int64_t n, fnn_act act, fnn_act ract,
-                                                   const float *zx, const float *zh,
-                                                   float *gates, int64_t stride,
-                                                   const float *c_prev, float *c_out,
-                                                   float *h_out) {
+                                                   const float *zx, const float *bias,
+                                                   const float *zh, float *gates,
+                                                   int64_t stride, const float *c_prev,
+                                                   float *c_out, float *h_out) {
     const int64_t s1 = stride, s2 = 2 * stride, s3 = 3 * stride;
     for (int64_t j = 0; j < n; j += 16) {
         const __mmask16 m = tail_mask(n - j);
-        const float *h = zh != NULL ? zh + j : NULL;
-        const __m512 i = act_v(ract, pre(zx + j, h, m));
-        const __m512 f = act_v(ract, pre(zx + s1 + j, h != NULL ? h + s1 : NULL, m));
-        const __m512 g = act_v(act, pre(zx + s2 + j, h != NULL ? h + s2 : NULL, m));
-        const __m512 o = act_v(ract, pre(zx + s3 + j, h != NULL ? h + s3 : NULL, m));
+        const float *b = off(bias, j), *h = off(zh, j);
+        const __m512 i = act_v(ract, pre(zx + j, b, h, m));
+        const __m512 f = act_v(ract, pre(zx + s1 + j, off(b, s1), off(h, s1), m));
+        const __m512 g = act_v(act, pre(zx + s2 + j, off(b, s2), off(h, s2), m));
+        const __m512 o = act_v(ract, pre(zx + s3 + j, off(b, s3), off(h, s3), m));
         const __m512 c = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, c_prev + j),
                                          _mm512_mul_ps(i, g));
         if (gates != NULL) {
