@@ -399,6 +399,40 @@ fnn_status fnn_avgpool2d_fwd_f32(const fnn_pool2d_desc *d, const float *x, float
 fnn_status fnn_avgpool2d_bwd_f32(const fnn_pool2d_desc *d, const float *dy, float *dx,
                                  int n_threads);
 
+/* ---------------------------------------------------------------------------------------------
+ * SimpleRNN (Elman) over a whole sequence (lstm.c, the LSTM's driver with one gate per unit).
+ * Keras's layout: x (batch, seq_len, input_size), kernel (input_size, hidden_size),
+ * recurrent_kernel (hidden_size, hidden_size), bias (hidden_size) or NULL, h0 and h_mask
+ * (batch, hidden_size) or NULL, as the LSTM's. Per step s, with tau(s) as the LSTM's:
+ *   h_s = act(x[:, tau] @ kernel + bias + (h_{s-1} * h_mask) @ recurrent_kernel)
+ * desc->recurrent_activation is not used (but must be a supported code); act as the LSTM's.
+ */
+typedef fnn_lstm_desc fnn_rnn_desc;
+
+/* Forward: y (batch, seq_len, hidden_size) holds h_s at [:, s] (processing order) or NULL;
+ * h_last = h_{T-1} or NULL. Training needs nothing but y (fnn_simple_rnn_bwd_f32 reads h_s
+ * there). Outputs must not overlap inputs or each other. Bitwise identical for every n_threads.
+ * Returns FNN_OK, FNN_ERR_ARG, FNN_ERR_UNSUPPORTED (activation) or FNN_ERR_NOMEM. */
+fnn_status fnn_simple_rnn_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                                  const float *recurrent_kernel, const float *bias,
+                                  const float *h0, const float *h_mask, float *y, float *h_last,
+                                  int n_threads);
+
+/* Backward through time of a forward with the same desc and inputs, from its y. dy
+ * (batch, seq_len, hidden_size) and dh_last (batch, hidden_size): output gradients or NULL
+ * (zero). Gradients, all OVERWRITTEN: dx (batch, seq_len, input_size), dkernel,
+ * drecurrent_kernel, dbias (hidden_size), dh0 (batch, hidden_size); dx, dbias and dh0 may be
+ * NULL (not computed). Per step: dz_s = (dh_s + dy_s) * act'(h_s), dh_{s-1} = dz_s @
+ * recurrent_kernel^T (times h_mask), dx[:, tau] = dz_s @ kernel^T; then one GEMM over every
+ * step for the weight gradients. Bitwise identical for every n_threads.
+ * Returns FNN_OK, FNN_ERR_ARG, FNN_ERR_UNSUPPORTED (activation) or FNN_ERR_NOMEM. */
+fnn_status fnn_simple_rnn_bwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                                  const float *recurrent_kernel, const float *h0,
+                                  const float *h_mask, const float *y, const float *dy,
+                                  const float *dh_last, float *dx, float *dkernel,
+                                  float *drecurrent_kernel, float *dbias, float *dh0,
+                                  int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -303,6 +303,21 @@ void fnn_lstm_bwd_row_f32_avx512(int64_t n, fnn_act act, fnn_act ract, float *z,
                                  int64_t stride, const float *c, const float *c_prev,
                                  const float *dy, const float *dh, float *dc);
 
+/* SimpleRNN fused passes of one ISA: n consecutive units of
+ * one batch row, the same arithmetic for every unit wherever it sits (masked vector tails).
+ *   fwd: h_out = act((zx + bias) + zh); bias (NULL: none) and zh (NULL: zero) as the LSTM's.
+ *   bwd: dz = (dh + dy) * act'(h), from h = h_s; dy NULL: zero.
+ * act is FNN_ACT_TANH, _SIGMOID, _RELU or _LINEAR (checked by the caller). */
+typedef struct {
+    void (*fwd)(int64_t n, fnn_act act, const float *zx, const float *bias, const float *zh,
+                float *h_out);
+    void (*bwd)(int64_t n, fnn_act act, const float *h, const float *dy, const float *dh,
+                float *dz);
+} fnn_rnn_rows;
+
+/* One per ISA, defined next to its functions (lstm.c, lstm_avx2.c, lstm_avx512.c). */
+extern const fnn_rnn_rows fnn_rnn_rows_ref, fnn_rnn_rows_avx2, fnn_rnn_rows_avx512;
+
 /* ---------------------------------------------------------------------------------------------
  * conv2d micro-kernels. conv2d.c is their framework: it lays a band of the source image out so
  * that the pixels of a tile are lda floats apart and each filter tap is one offset (a_off[t]),
@@ -451,6 +466,8 @@ typedef struct {
     /* conv2d / pool2d (conv2d*.c, pool2d.c) */
     fnn_conv_cfg conv;
     fnn_pool_cfg pool;
+    /* SimpleRNN (lstm.c's driver): fused row passes, filled in dispatch.c's init_tables(). */
+    fnn_rnn_rows rnn;
 } fnn_kernel_table;
 
 const fnn_kernel_table *fnn_kernels(void);

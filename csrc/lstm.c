@@ -1,4 +1,7 @@
-/* lstm.c - LSTM forward and backward through time over a whole sequence (contract: fastnn.h).
+/* lstm.c - LSTM and SimpleRNN forward and backward through time over a whole sequence
+ * (contract: fastnn.h). One driver runs both cells (rnn_cell): they differ only in the number
+ * of gates per unit (4 or 1; G = gates * hidden columns below, written for the LSTM) and in
+ * the fused row passes; the SimpleRNN has no c state and its backward reads h_s from y.
  *
  * Forward. One GEMM projects every step's input: Z = x @ kernel + bias over batch*seq_len rows,
  * batch-major (batch, seq_len, 4*hidden), written straight into the caller's gates buffer
@@ -113,6 +116,26 @@ void fnn_lstm_bwd_row_f32_ref(int64_t n, fnn_act act, fnn_act ract, float *z, in
     }
 }
 
+static void rnn_fwd_row_ref(int64_t n, fnn_act act, const float *zx, const float *bias,
+                            const float *zh, float *h_out) {
+    for (int64_t j = 0; j < n; j++) {
+        float z = zx[j];
+        if (bias != NULL) z += bias[j];
+        if (zh != NULL) z += zh[j];
+        h_out[j] = act_f(act, z);
+    }
+}
+
+static void rnn_bwd_row_ref(int64_t n, fnn_act act, const float *h, const float *dy,
+                            const float *dh, float *dz) {
+    for (int64_t j = 0; j < n; j++) {
+        const float dhv = dy != NULL ? dh[j] + dy[j] : dh[j];
+        dz[j] = dhv * dact_f(act, h[j]);
+    }
+}
+
+const fnn_rnn_rows fnn_rnn_rows_ref = {rnn_fwd_row_ref, rnn_bwd_row_ref};
+
 /* ---- shared pieces --------------------------------------------------------------------------- */
 
 static int act_supported(fnn_act act) {
@@ -128,6 +151,12 @@ static fnn_status check_desc(const fnn_lstm_desc *d) {
         return FNN_ERR_UNSUPPORTED;
     return FNN_OK;
 }
+
+/* The cells the driver runs: the LSTM (four gates i, f, g, o and a c state) and the Elman
+ * SimpleRNN (one gate, h_s = act(z)). They share everything but the fused row passes. */
+typedef enum { RNN_LSTM, RNN_SIMPLE } rnn_cell;
+
+static int64_t gate_count(rnn_cell cell) { return cell == RNN_LSTM ? 4 : 1; }
 
 /* The time-loop tiling: tm x tn threads own row blocks (mr rows) x unit blocks (nr units);
  * ukr is the packed micro-kernel of mr x nr tiles. */
@@ -159,11 +188,12 @@ static int64_t panel_kc(const fnn_gemm_cfg *cfg, int64_t nr) {
 
 /* Picks the tm x tn grid (tm*tn <= nt) with the smallest largest tile, preferring to split units
  * (row splits make two threads stream the same recurrent-kernel panels), then fewer threads. */
-static tiling make_tiling(const fnn_gemm_cfg *cfg, int64_t batch, int64_t hidden, int nt) {
+static tiling make_tiling(const fnn_gemm_cfg *cfg, int64_t batch, int64_t hidden, int64_t ng,
+                          int nt) {
     tiling tl = {cfg->mr, cfg->nr, 0, fnn_ceil_div(hidden, cfg->nr), 1, 1, cfg->ukr};
     pick_rows(cfg, batch, &tl.mr, &tl.ukr);
     tl.n_rb = fnn_ceil_div(batch, tl.mr);
-    const double step_work = 4.0 * (double)batch * (double)hidden * (double)hidden;
+    const double step_work = (double)ng * (double)batch * (double)hidden * (double)hidden;
     const int by_work = (int)FNN_MAX(1.0, step_work / FNN_LSTM_MIN_STEP_WORK_PER_THREAD);
     nt = FNN_MIN(nt, by_work);
     int64_t best = -1;
@@ -357,19 +387,22 @@ static void pack_rows(const float *src, int64_t ld, const float *mask, int64_t l
 typedef struct {
     const fnn_kernel_table *kt;
     const fnn_lstm_desc *d;
+    rnn_cell cell;
+    int64_t ng;    /* gates per unit: 4 (LSTM) or 1 (SimpleRNN) */
+    int training;  /* LSTM: gates and c_seq are saved */
     tiling tl;
     const float *x, *kernel, *rkernel, *bias, *h0, *c0;
     const float *h_mask; /* NULL or (batch, hidden): multiplies h_{s-1} in the recurrent GEMM */
     float *y, *h_last, *c_last, *c_seq;
-    float *z;      /* (batch, seq_len, 4*hidden): x @ kernel + bias; training: the gates buffer */
-    float *zh;     /* (batch, 4*hidden): h_{s-1} @ recurrent_kernel of the current step */
-    float *zx;     /* fused step: (batch, 4*hidden), x_tau @ kernel + bias of the step */
+    float *z;      /* (batch, seq_len, G): x @ kernel + bias; training: the gates buffer */
+    float *zh;     /* (batch, G): h_{s-1} @ recurrent_kernel of the current step */
+    float *zx;     /* fused step: (batch, G), x_tau @ kernel + bias of the step */
     float *ap[2];  /* packed h_{s-1} / h_s: n_rb panels of a_panel floats */
     int64_t a_panel;
     int64_t kx;    /* fused step (input_size) or not (0): A's first kx columns are x_tau */
     float *bp;     /* packed [kernel; recurrent_kernel] (first kx rows from kernel): panel
-                    * (ub, q) at (ub*4 + q) * (kx + hidden) * nr */
-    float *cbuf;   /* inference: c state (batch, hidden) */
+                    * (ub, q) at (ub*ng + q) * (kx + hidden) * nr */
+    float *cbuf;   /* LSTM inference: c state (batch, hidden) */
     float *hbuf;   /* when y == NULL: h state (batch, hidden) */
     const float *zeros; /* hidden zeros: c_{-1} when c0 == NULL (training) */
     float *ws;     /* per-thread GEMM scratch, ws_floats each */
@@ -382,8 +415,9 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
     const fnn_lstm_desc *d = cx->d;
     const fnn_gemm_cfg *cfg = &cx->kt->gemm;
     const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
-    const int64_t G = 4 * H, kx = cx->kx, mr = cx->tl.mr, nr = cx->tl.nr, b_panel = (kx + H) * nr;
-    const int training = cx->c_seq != NULL;
+    const int64_t ng = cx->ng, G = ng * H, kx = cx->kx, mr = cx->tl.mr, nr = cx->tl.nr;
+    const int64_t b_panel = (kx + H) * nr;
+    const int training = cx->training, lstm = cx->cell == RNN_LSTM;
 
     /* Separate step: the input projection of every step in one GEMM. Fused step: none. */
     if (kx == 0) {
@@ -393,8 +427,8 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
         gemm_share(cfg, &proj, t, nt, cx->ws + t * cx->ws_floats);
     }
     /* The weight panels: kx rows of kernel, then recurrent_kernel. */
-    for (int64_t pnl = t; pnl < cx->tl.n_ub * 4; pnl += nt) {
-        const int64_t ub = pnl / 4, q = pnl % 4, cols = FNN_MIN(nr, H - ub * nr);
+    for (int64_t pnl = t; pnl < cx->tl.n_ub * ng; pnl += nt) {
+        const int64_t ub = pnl / ng, q = pnl % ng, cols = FNN_MIN(nr, H - ub * nr);
         float *dst = cx->bp + pnl * b_panel;
         for (int64_t k = 0; k < kx + H; k++) {
             const float *src = (k < kx ? cx->kernel + k * G : cx->rkernel + (k - kx) * G) +
@@ -433,7 +467,7 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
                 a0[j * mr] = v;
                 a1[j * mr] = 0.0f;
             }
-            if (!training && b < B)
+            if (lstm && !training && b < B)
                 copy_or_zero(cx->cbuf + b * H + j0, cx->c0 != NULL ? cx->c0 + b * H + j0 : NULL,
                              j1 - j0);
         }
@@ -449,56 +483,52 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
             const int recurrent = s > 0 || cx->h0 != NULL; /* h_{-1} = 0 adds nothing */
             prefetch_plan pl = {{NULL}, {0}, {0}, 0, b0, j1 - j0, b1 - b0};
             if (kx == 0 || training) /* z: projections (read) or the gates buffer (written) */
-                for (int64_t q = 0; q < 4; q++)
+                for (int64_t q = 0; q < ng; q++)
                     plan_add(&pl, cx->z + tau * G + q * H + j0, T * G, kx > 0);
             if (training) plan_add(&pl, cx->c_seq + s * H + j0, T * H, 1);
             if (cx->y != NULL) plan_add(&pl, cx->y + s * H + j0, T * H, 1);
             /* Fused: x_tau @ kernel into zx over the panels' first kx rows, in one chunk of
              * the ISA's kc as the separate projection GEMM takes it, then + bias below: the
              * same bits as that GEMM, so results do not depend on which path a batch takes. */
-            const int64_t parts = (ub1 - ub0) * 4 * ((kx > 0) + recurrent);
+            const int64_t parts = (ub1 - ub0) * ng * ((kx > 0) + recurrent);
             int64_t part = 0;
             for (int64_t ub = ub0; ub < ub1 && kx > 0; ub++)
-                for (int64_t q = 0; q < 4; q++) {
+                for (int64_t q = 0; q < ng; q++) {
                     prefetch_part(&pl, part++, parts);
                     panel_gemm(&cx->tl, kx, cfg->kc, cx->ap[s & 1], cx->a_panel, rb0, rb1, B,
-                               cx->bp + (ub * 4 + q) * b_panel, FNN_MIN(nr, H - ub * nr), 0.0f,
+                               cx->bp + (ub * ng + q) * b_panel, FNN_MIN(nr, H - ub * nr), 0.0f,
                                cx->zx + q * H + ub * nr, G);
                 }
             for (int64_t ub = ub0; ub < ub1 && recurrent; ub++)
-                for (int64_t q = 0; q < 4; q++) {
+                for (int64_t q = 0; q < ng; q++) {
                     prefetch_part(&pl, part++, parts);
                     panel_gemm(&cx->tl, H, panel_kc(cfg, nr), cx->ap[s & 1] + kx * mr,
-                               cx->a_panel, rb0, rb1, B, cx->bp + (ub * 4 + q) * b_panel + kx * nr,
+                               cx->a_panel, rb0, rb1, B, cx->bp + (ub * ng + q) * b_panel + kx * nr,
                                FNN_MIN(nr, H - ub * nr), 0.0f, cx->zh + q * H + ub * nr, G);
                 }
             for (int64_t b = b0; b < b1; b++) {
                 float *zrow = cx->z + (b * T + tau) * G;
-                const float *c_prev;
-                float *c_out, *h_out;
-                if (training) {
-                    c_out = cx->c_seq + (b * T + s) * H;
-                    c_prev = s > 0 ? c_out - H : (cx->c0 != NULL ? cx->c0 + b * H : cx->zeros);
-                } else {
-                    c_out = cx->cbuf + b * H;
-                    c_prev = c_out;
-                }
-                h_out = cx->y != NULL ? cx->y + (b * T + s) * H : cx->hbuf + b * H;
+                float *h_out = cx->y != NULL ? cx->y + (b * T + s) * H : cx->hbuf + b * H;
                 /* fused: the bias goes on in the pass, as the projection GEMM adds it */
                 const float *zx = kx > 0 ? cx->zx + b * G : zrow;
                 const float *bias = kx > 0 && cx->bias != NULL ? cx->bias + j0 : NULL;
-                cx->kt->lstm_fwd_row(j1 - j0, d->activation, d->recurrent_activation, zx + j0,
-                                     bias, recurrent ? cx->zh + b * G + j0 : NULL,
-                                     training ? zrow + j0 : NULL, H, c_prev + j0, c_out + j0,
-                                     h_out + j0);
-                if (s == T - 1) {
-                    if (cx->h_last != NULL)
-                        memcpy(cx->h_last + b * H + j0, h_out + j0,
-                               (size_t)(j1 - j0) * sizeof(float));
-                    if (cx->c_last != NULL)
+                const float *zh = recurrent ? cx->zh + b * G + j0 : NULL;
+                if (lstm) {
+                    float *c_out = training ? cx->c_seq + (b * T + s) * H : cx->cbuf + b * H;
+                    const float *c_prev = c_out;
+                    if (training)
+                        c_prev = s > 0 ? c_out - H : (cx->c0 != NULL ? cx->c0 + b * H : cx->zeros);
+                    cx->kt->lstm_fwd_row(j1 - j0, d->activation, d->recurrent_activation,
+                                         zx + j0, bias, zh, training ? zrow + j0 : NULL, H,
+                                         c_prev + j0, c_out + j0, h_out + j0);
+                    if (s == T - 1 && cx->c_last != NULL)
                         memcpy(cx->c_last + b * H + j0, c_out + j0,
                                (size_t)(j1 - j0) * sizeof(float));
+                } else {
+                    cx->kt->rnn.fwd(j1 - j0, d->activation, zx + j0, bias, zh, h_out + j0);
                 }
+                if (s == T - 1 && cx->h_last != NULL)
+                    memcpy(cx->h_last + b * H + j0, h_out + j0, (size_t)(j1 - j0) * sizeof(float));
             }
             if (s < T - 1) /* h_s (times the mask) into the next step's packed A panel */
                 pack_rows(cx->y != NULL ? cx->y + s * H : cx->hbuf, cx->y != NULL ? T * H : H,
@@ -515,14 +545,17 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
     fnn_fp_leave(fp_mode);
 }
 
-fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
-                            const float *recurrent_kernel, const float *bias, const float *h0,
-                            const float *c0, const float *h_mask, float *y, float *h_last,
-                            float *c_last, float *gates, float *c_seq, int n_threads) {
+/* The forward of either cell (fnn_lstm_fwd_f32's arguments; SimpleRNN: c0, c_last, gates and
+ * c_seq NULL). */
+static fnn_status rnn_fwd(rnn_cell cell, const fnn_lstm_desc *desc, const float *x,
+                         const float *kernel, const float *recurrent_kernel, const float *bias,
+                         const float *h0, const float *c0, const float *h_mask, float *y,
+                         float *h_last, float *c_last, float *gates, float *c_seq,
+                         int n_threads) {
     fnn_status st = check_desc(desc);
     if (st != FNN_OK) return st;
     const int64_t B = desc->batch, T = desc->seq_len, I = desc->input_size;
-    const int64_t H = desc->hidden_size, G = 4 * H;
+    const int64_t ng = gate_count(cell), H = desc->hidden_size, G = ng * H;
     const int training = gates != NULL || c_seq != NULL;
     if (training && (gates == NULL || c_seq == NULL || (y == NULL && B * T * H > 0)))
         return FNN_ERR_ARG;
@@ -541,7 +574,8 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     const fnn_gemm_cfg *cfg = &cx.kt->gemm;
     const int nt = call_threads(n_threads, (double)B * T * G * (double)(I + H));
     cx.d = desc;
-    cx.tl = make_tiling(cfg, B, H, nt);
+    cx.cell = cell, cx.ng = ng, cx.training = training;
+    cx.tl = make_tiling(cfg, B, H, ng, nt);
     cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.bias = bias;
     cx.h0 = h0, cx.c0 = c0, cx.h_mask = h_mask;
     cx.y = y, cx.h_last = h_last, cx.c_last = c_last, cx.c_seq = c_seq;
@@ -552,9 +586,9 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     /* One allocation, cut into 64-byte aligned pieces. */
     const int64_t n_z = training || cx.kx > 0 ? 0 : fnn_round_up(B * T * G, 16);
     const int64_t n_ap = cx.tl.n_rb * cx.a_panel;
-    const int64_t n_bp = cx.tl.n_ub * 4 * (cx.kx + H) * cx.tl.nr;
+    const int64_t n_bp = cx.tl.n_ub * ng * (cx.kx + H) * cx.tl.nr;
     const int64_t n_state = fnn_round_up(B * H, 16);
-    const int64_t n_c = training ? 0 : n_state, n_h = y == NULL ? n_state : 0;
+    const int64_t n_c = cell == RNN_LSTM && !training ? n_state : 0, n_h = y == NULL ? n_state : 0;
     const int64_t n_zero = fnn_round_up(H, 16), n_zh = fnn_round_up(B * G, 16);
     const int64_t n_zx = cx.kx > 0 ? n_zh : 0;
     const int64_t total =
@@ -585,23 +619,42 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     return FNN_OK;
 }
 
+fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
+                            const float *recurrent_kernel, const float *bias, const float *h0,
+                            const float *c0, const float *h_mask, float *y, float *h_last,
+                            float *c_last, float *gates, float *c_seq, int n_threads) {
+    return rnn_fwd(RNN_LSTM, desc, x, kernel, recurrent_kernel, bias, h0, c0, h_mask, y, h_last,
+                   c_last, gates, c_seq, n_threads);
+}
+
+fnn_status fnn_simple_rnn_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                                  const float *recurrent_kernel, const float *bias,
+                                  const float *h0, const float *h_mask, float *y, float *h_last,
+                                  int n_threads) {
+    return rnn_fwd(RNN_SIMPLE, desc, x, kernel, recurrent_kernel, bias, h0, NULL, h_mask, y,
+                   h_last, NULL, NULL, NULL, n_threads);
+}
+
 /* ---- backward -------------------------------------------------------------------------------- */
 
 typedef struct {
     const fnn_kernel_table *kt;
     const fnn_lstm_desc *d;
+    rnn_cell cell;
+    int64_t ng;
     tiling tl;
     const float *x, *kernel, *rkernel, *h0, *c0, *h_mask, *y, *c_seq, *dy, *dh_last, *dc_last;
-    float *gates, *dx, *dkernel, *drkernel, *dbias, *dh0, *dc0;
-    float *ap[2];  /* packed dz_s: n_rb panels of a_panel floats (k = 4*hidden) */
+    float *gates;  /* LSTM: the saved gates; SimpleRNN: scratch. Overwritten with dz */
+    float *dx, *dkernel, *drkernel, *dbias, *dh0, *dc0;
+    float *ap[2];  /* packed dz_s: n_rb panels of a_panel floats (k = G = ng*hidden) */
     int64_t a_panel;
     float *bp;     /* packed [recurrent_kernel^T | kernel^T]: n_ub unit panels, then n_ib input
-                    * panels (only when dx is wanted), 4*hidden*nr floats each */
+                    * panels (only when dx is wanted), G*nr floats each */
     int64_t n_ib;
     float *dh;     /* (batch, hidden): dL/dh_s flowing back from step s+1 (plus dh_last) */
-    float *dc;     /* (batch, hidden): dL/dc_s */
+    float *dc;     /* LSTM: (batch, hidden): dL/dc_s */
     float *xh;     /* (batch*seq_len, input + hidden + 1): [x | h_{s-1} | 1] at row b*T + tau(s) */
-    float *dwu;    /* (input + hidden + 1, 4*hidden) = xh^T @ dz: [dkernel; drecurrent; dbias] */
+    float *dwu;    /* (input + hidden + 1, G) = xh^T @ dz: [dkernel; drecurrent; dbias] */
     const float *zeros;
     float *ws;
     int64_t ws_floats;
@@ -632,8 +685,9 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     const fnn_lstm_desc *d = cx->d;
     const fnn_gemm_cfg *cfg = &cx->kt->gemm;
     const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
-    const int64_t G = 4 * H, mr = cx->tl.mr, nr = cx->tl.nr, b_panel = G * nr;
+    const int64_t ng = cx->ng, G = ng * H, mr = cx->tl.mr, nr = cx->tl.nr, b_panel = G * nr;
     const int64_t n_ub = cx->tl.n_ub, rows = B * T;
+    const int lstm = cx->cell == RNN_LSTM;
     float *ws = cx->ws + t * cx->ws_floats;
 
     /* Panel p: [c, j] = U[p*nr + j, c] (p < n_ub), or kernel[(p - n_ub)*nr + j, c]. */
@@ -657,10 +711,12 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     if (has_tile) {
         for (int64_t b = b0; b < b1; b++) {
             copy_or_zero(cx->dh + b * H + j0, cx->dh_last ? cx->dh_last + b * H + j0 : NULL, nj);
-            copy_or_zero(cx->dc + b * H + j0, cx->dc_last ? cx->dc_last + b * H + j0 : NULL, nj);
+            if (lstm)
+                copy_or_zero(cx->dc + b * H + j0, cx->dc_last ? cx->dc_last + b * H + j0 : NULL,
+                             nj);
         }
         for (int64_t b = B; b < rb1 * mr; b++) /* padding rows of the packed dz panels */
-            for (int64_t q = 0; q < 4; q++)
+            for (int64_t q = 0; q < ng; q++)
                 for (int64_t j = j0; j < j1; j++) {
                     const int64_t at = (b / mr) * cx->a_panel + (q * H + j) * mr + b % mr;
                     cx->ap[0][at] = cx->ap[1][at] = 0.0f;
@@ -675,16 +731,21 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
         if (has_tile) {
             for (int64_t b = b0; b < b1; b++) {
                 float *zrow = cx->gates + (b * T + tau) * G;
-                const float *c = cx->c_seq + (b * T + s) * H;
-                const float *c_prev =
-                    s > 0 ? c - H : (cx->c0 != NULL ? cx->c0 + b * H : cx->zeros);
                 const float *dy = cx->dy != NULL ? cx->dy + (b * T + s) * H + j0 : NULL;
-                cx->kt->lstm_bwd_row(nj, d->activation, d->recurrent_activation, zrow + j0, H,
-                                     c + j0, c_prev + j0, dy, cx->dh + b * H + j0,
-                                     cx->dc + b * H + j0);
+                if (lstm) {
+                    const float *c = cx->c_seq + (b * T + s) * H;
+                    const float *c_prev =
+                        s > 0 ? c - H : (cx->c0 != NULL ? cx->c0 + b * H : cx->zeros);
+                    cx->kt->lstm_bwd_row(nj, d->activation, d->recurrent_activation, zrow + j0,
+                                         H, c + j0, c_prev + j0, dy, cx->dh + b * H + j0,
+                                         cx->dc + b * H + j0);
+                } else {
+                    cx->kt->rnn.bwd(nj, d->activation, cx->y + (b * T + s) * H + j0, dy,
+                                    cx->dh + b * H + j0, zrow + j0);
+                }
             }
             if (need_dh || cx->dx != NULL) /* dz_s into this step's packed A panel */
-                for (int64_t q = 0; q < 4; q++)
+                for (int64_t q = 0; q < ng; q++)
                     pack_rows(cx->gates + tau * G, T * G, NULL, 0, b0, b1, q * H + j0,
                               q * H + j1, mr, ap, cx->a_panel);
         }
@@ -694,9 +755,9 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
         prefetch_plan pl = {{NULL}, {0}, {0}, 0, b0, nj, s > 0 ? b1 - b0 : 0};
         if (s > 0) { /* the rows the next step's pass reads */
             const int64_t tau1 = d->go_backwards ? T - s : s - 1;
-            for (int64_t q = 0; q < 4; q++)
+            for (int64_t q = 0; q < ng; q++)
                 plan_add(&pl, cx->gates + tau1 * G + q * H + j0, T * G, 1);
-            plan_add(&pl, cx->c_seq + (s - 1) * H + j0, T * H, 0);
+            plan_add(&pl, (lstm ? cx->c_seq : cx->y) + (s - 1) * H + j0, T * H, 0);
             if (cx->dy != NULL) plan_add(&pl, cx->dy + (s - 1) * H + j0, T * H, 0);
         }
         const int64_t parts = (need_dh ? ub1 - ub0 : 0) + (ib1 - ib0);
@@ -743,22 +804,25 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     fnn_fp_leave(fp_mode);
 }
 
-fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
-                            const float *recurrent_kernel, const float *h0, const float *c0,
-                            const float *h_mask, const float *y, const float *c_seq,
-                            float *gates, const float *dy, const float *dh_last,
-                            const float *dc_last, float *dx, float *dkernel,
-                            float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
-                            int n_threads) {
+/* The backward of either cell (fnn_lstm_bwd_f32's arguments; SimpleRNN: c0, c_seq, gates,
+ * dc_last and dc0 NULL, dz goes to scratch). */
+static fnn_status rnn_bwd(rnn_cell cell, const fnn_lstm_desc *desc, const float *x,
+                         const float *kernel, const float *recurrent_kernel, const float *h0,
+                         const float *c0, const float *h_mask, const float *y,
+                         const float *c_seq, float *gates, const float *dy,
+                         const float *dh_last, const float *dc_last, float *dx, float *dkernel,
+                         float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
+                         int n_threads) {
     fnn_status st = check_desc(desc);
     if (st != FNN_OK) return st;
     const int64_t B = desc->batch, T = desc->seq_len, I = desc->input_size;
-    const int64_t H = desc->hidden_size, G = 4 * H;
+    const int64_t ng = gate_count(cell), H = desc->hidden_size, G = ng * H;
     const int64_t n_seq = B * T * H;
+    const int lstm = cell == RNN_LSTM;
     if ((x == NULL && B * T * I > 0) || (kernel == NULL && I * G > 0) ||
         (recurrent_kernel == NULL && H * G > 0) || (dkernel == NULL && I * G > 0) ||
         (drecurrent_kernel == NULL && H * G > 0) ||
-        ((y == NULL || c_seq == NULL || gates == NULL) && n_seq > 0))
+        ((y == NULL || (lstm && (c_seq == NULL || gates == NULL))) && n_seq > 0))
         return FNN_ERR_ARG;
     if (n_seq == 0) { /* nothing flows: zero weight gradients, states pass through */
         if (I * G > 0) memset(dkernel, 0, (size_t)(I * G) * sizeof(float));
@@ -775,7 +839,8 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     const fnn_gemm_cfg *cfg = &cx.kt->gemm;
     const int nt = call_threads(n_threads, (double)B * T * G * (double)(2 * I + 2 * H));
     cx.d = desc;
-    cx.tl = make_tiling(cfg, B, H, nt);
+    cx.cell = cell, cx.ng = ng;
+    cx.tl = make_tiling(cfg, B, H, ng, nt);
     cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.h0 = h0, cx.c0 = c0;
     cx.h_mask = h_mask, cx.y = y, cx.c_seq = c_seq, cx.dy = dy, cx.dh_last = dh_last, cx.dc_last = dc_last;
     cx.gates = gates, cx.dx = dx, cx.dkernel = dkernel, cx.drkernel = drecurrent_kernel;
@@ -789,11 +854,13 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     const int64_t n_bp = (cx.tl.n_ub + cx.n_ib) * G * cx.tl.nr;
     const int64_t n_state = fnn_round_up(B * H, 16), n_zero = fnn_round_up(H, 16);
     const int64_t n_xh = fnn_round_up(rows * m, 16), n_dwu = fnn_round_up(m * G, 16);
+    const int64_t n_dz = lstm ? 0 : fnn_round_up(rows * G, 16);
     const int64_t total =
-        2 * n_ap + n_bp + 2 * n_state + n_xh + n_dwu + n_zero + nt * cx.ws_floats;
+        2 * n_ap + n_bp + 2 * n_state + n_xh + n_dwu + n_dz + n_zero + nt * cx.ws_floats;
     float *mem = fnn_malloc((size_t)total * sizeof(float));
     if (mem == NULL) return FNN_ERR_NOMEM;
     float *p = mem;
+    if (!lstm) cx.gates = p, p += n_dz;
     cx.ap[0] = p, p += n_ap;
     cx.ap[1] = p, p += n_ap;
     cx.bp = p, p += n_bp;
@@ -813,4 +880,27 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
     }
     fnn_free(mem);
     return FNN_OK;
+}
+
+fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const float *kernel,
+                            const float *recurrent_kernel, const float *h0, const float *c0,
+                            const float *h_mask, const float *y, const float *c_seq,
+                            float *gates, const float *dy, const float *dh_last,
+                            const float *dc_last, float *dx, float *dkernel,
+                            float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
+                            int n_threads) {
+    return rnn_bwd(RNN_LSTM, desc, x, kernel, recurrent_kernel, h0, c0, h_mask, y, c_seq, gates,
+                   dy, dh_last, dc_last, dx, dkernel, drecurrent_kernel, dbias, dh0, dc0,
+                   n_threads);
+}
+
+fnn_status fnn_simple_rnn_bwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                                  const float *recurrent_kernel, const float *h0,
+                                  const float *h_mask, const float *y, const float *dy,
+                                  const float *dh_last, float *dx, float *dkernel,
+                                  float *drecurrent_kernel, float *dbias, float *dh0,
+                                  int n_threads) {
+    return rnn_bwd(RNN_SIMPLE, desc, x, kernel, recurrent_kernel, h0, NULL, h_mask, y, NULL,
+                   NULL, dy, dh_last, NULL, dx, dkernel, drecurrent_kernel, dbias, dh0, NULL,
+                   n_threads);
 }

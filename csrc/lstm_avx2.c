@@ -1,7 +1,7 @@
-/* lstm_avx2.c - the LSTM fused gate passes with AVX2+FMA, 8 units per vector.
- * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn. The tail uses the same
- * arithmetic as the body with masked loads and stores, so every unit runs the same
- * instructions wherever it sits in a row. */
+/* lstm_avx2.c - the LSTM and SimpleRNN fused passes with AVX2+FMA, 8 units per vector.
+ * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn / fnn_rnn_*_row_fn. The
+ * tail uses the same arithmetic as the body with masked loads and stores, so every unit runs
+ * the same instructions wherever it sits in a row. */
 #include "internal.h"
 
 #ifdef FNN_X86_64
@@ -172,4 +172,37 @@ FNN_TARGET_AVX2 void fnn_lstm_bwd_row_f32_avx2(int64_t n, fnn_act act, fnn_act r
         bwd_vec(act, ract, zi + j, zf + j, zg + j, zo + j, c + j, c_prev + j,
                 dy != NULL ? dy + j : NULL, dh + j, dc + j, tail_mask(n - j), 0);
 }
+
+FNN_TARGET_AVX2 static inline void rnn_fwd_vec(fnn_act act, const float *zx, const float *bias,
+                                               const float *zh, float *h_out, __m256i m,
+                                               int full) {
+    st(h_out, m, full, act_v(act, pre(zx, bias, zh, m, full)));
+}
+
+FNN_TARGET_AVX2 static inline void rnn_bwd_vec(fnn_act act, const float *h, const float *dy,
+                                               const float *dh, float *dz, __m256i m,
+                                               int full) {
+    __m256 dhv = ld(dh, m, full);
+    if (dy != NULL) dhv = _mm256_add_ps(dhv, ld(dy, m, full));
+    st(dz, m, full, _mm256_mul_ps(dhv, dact_v(act, ld(h, m, full))));
+}
+
+FNN_TARGET_AVX2 static void rnn_fwd_row(int64_t n, fnn_act act, const float *zx,
+                                         const float *bias, const float *zh, float *h_out) {
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        rnn_fwd_vec(act, zx + j, off(bias, j), off(zh, j), h_out + j, _mm256_set1_epi32(-1), 1);
+    if (j < n)
+        rnn_fwd_vec(act, zx + j, off(bias, j), off(zh, j), h_out + j, tail_mask(n - j), 0);
+}
+
+FNN_TARGET_AVX2 static void rnn_bwd_row(int64_t n, fnn_act act, const float *h,
+                                         const float *dy, const float *dh, float *dz) {
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        rnn_bwd_vec(act, h + j, off(dy, j), dh + j, dz + j, _mm256_set1_epi32(-1), 1);
+    if (j < n) rnn_bwd_vec(act, h + j, off(dy, j), dh + j, dz + j, tail_mask(n - j), 0);
+}
+
+const fnn_rnn_rows fnn_rnn_rows_avx2 = {rnn_fwd_row, rnn_bwd_row};
 #endif

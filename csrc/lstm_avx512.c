@@ -1,6 +1,7 @@
-/* lstm_avx512.c - the LSTM fused gate passes with AVX-512, 16 units per vector.
- * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn. Tails use masked loads and
- * stores, so every unit runs the same instructions wherever it sits in a row. */
+/* lstm_avx512.c - the LSTM and SimpleRNN fused passes with AVX-512, 16 units per vector.
+ * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn / fnn_rnn_*_row_fn. Tails
+ * use masked loads and stores, so every unit runs the same instructions wherever it sits in a
+ * row. */
 #include "internal.h"
 
 #ifdef FNN_X86_64
@@ -142,4 +143,25 @@ FNN_TARGET_AVX512 void fnn_lstm_bwd_row_f32_avx512(int64_t n, fnn_act act, fnn_a
         _mm512_mask_storeu_ps(dc + j, m, _mm512_mul_ps(dcv, f));
     }
 }
+
+FNN_TARGET_AVX512 static void rnn_fwd_row(int64_t n, fnn_act act, const float *zx,
+                                           const float *bias, const float *zh, float *h_out) {
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        _mm512_mask_storeu_ps(h_out + j, m, act_v(act, pre(zx + j, off(bias, j), off(zh, j), m)));
+    }
+}
+
+FNN_TARGET_AVX512 static void rnn_bwd_row(int64_t n, fnn_act act, const float *h,
+                                           const float *dy, const float *dh, float *dz) {
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        __m512 dhv = _mm512_maskz_loadu_ps(m, dh + j);
+        if (dy != NULL) dhv = _mm512_add_ps(dhv, _mm512_maskz_loadu_ps(m, dy + j));
+        const __m512 hv = _mm512_maskz_loadu_ps(m, h + j);
+        _mm512_mask_storeu_ps(dz + j, m, _mm512_mul_ps(dhv, dact_v(act, hv)));
+    }
+}
+
+const fnn_rnn_rows fnn_rnn_rows_avx512 = {rnn_fwd_row, rnn_bwd_row};
 #endif

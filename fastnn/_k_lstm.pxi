@@ -1,5 +1,6 @@
-# LSTM wrappers (included by _kernels.pyx): strict forward and backward through time over a
-# whole sequence. Layout and gate order (i, f, g, o) as Keras; contract in csrc/fastnn.h.
+# LSTM and SimpleRNN wrappers (included by _kernels.pyx): strict forward and backward through
+# time over a whole sequence. Layout and gate order (i, f, g, o) as Keras; contract in
+# csrc/fastnn.h.
 
 LSTM_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
 
@@ -29,14 +30,16 @@ cdef inline int _check_lstm_act(int act, str op, str name) except -1:
 
 
 cdef fnn_lstm_desc _lstm_desc(object x, object kernel, object recurrent_kernel, int activation,
-                              int recurrent_activation, bint go_backwards, str op) except *:
-    """Checks x, kernel and recurrent_kernel against each other; returns the descriptor."""
+                              int recurrent_activation, bint go_backwards, str op,
+                              int gates=4) except *:
+    """Checks x, kernel and recurrent_kernel (gates*units columns each) against each other;
+    returns the descriptor."""
     _check_f32(x, op, "x", 3)
     _check_c_contig(<cnp.ndarray>x, op, "x")
     _check_f32(recurrent_kernel, op, "recurrent_kernel", 2)
     cdef int64_t units = recurrent_kernel.shape[0]
-    _check_lstm_array(recurrent_kernel, op, "recurrent_kernel", (units, 4 * units))
-    _check_lstm_array(kernel, op, "kernel", (x.shape[2], 4 * units))
+    _check_lstm_array(recurrent_kernel, op, "recurrent_kernel", (units, gates * units))
+    _check_lstm_array(kernel, op, "kernel", (x.shape[2], gates * units))
     _check_lstm_act(activation, op, "activation")
     _check_lstm_act(recurrent_activation, op, "recurrent_activation")
     cdef fnn_lstm_desc d
@@ -171,3 +174,91 @@ def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_l
                               dkp, drp, dbp, dh0p, dc0p, nt)
     _raise_on_error(st, op)
     return dx, dkernel, drec, dbias, dh0, dc0
+
+
+def simple_rnn_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, *, h_mask=None,
+                   int activation=FNN_ACT_TANH, bint go_backwards=False, bint training=False,
+                   bint return_sequences=True):
+    """SimpleRNN forward over a whole sequence (csrc/fastnn.h: fnn_simple_rnn_fwd_f32).
+
+    Strict: every array float32 and C-contiguous. x (batch, seq_len, input_size), kernel
+    (input_size, units), recurrent_kernel (units, units), bias (units,) or None, h0 and h_mask
+    (batch, units) or None, as lstm_fwd's.
+
+    Returns (y, h_last): y (batch, seq_len, units) in processing order (all that backward
+    needs), or None when return_sequences and training are both False.
+    """
+    cdef str op = "simple_rnn_fwd"
+    cdef fnn_rnn_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation, FNN_ACT_SIGMOID,
+                                     go_backwards, op, 1)
+    cdef tuple state = (d.batch, d.hidden_size)
+    for name, a, shape in (("bias", bias, (d.hidden_size,)), ("h0", h0, state),
+                           ("h_mask", h_mask, state)):
+        if a is not None:
+            _check_lstm_array(a, op, name, shape)
+    y = None
+    if training or return_sequences:
+        y = np.empty((d.batch, d.seq_len, d.hidden_size), dtype=np.float32)
+    h_last = np.empty(state, dtype=np.float32)
+    cdef const float *xp = _f32_ptr(x)
+    cdef const float *kp = _f32_ptr(kernel)
+    cdef const float *rp = _f32_ptr(recurrent_kernel)
+    cdef const float *bp = _f32_ptr(bias)
+    cdef const float *h0p = _f32_ptr(h0)
+    cdef const float *mp = _f32_ptr(h_mask)
+    cdef float *yp = _f32_ptr(y)
+    cdef float *hp = _f32_ptr(h_last)
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_simple_rnn_fwd_f32(&d, xp, kp, rp, bp, h0p, mp, yp, hp, nt)
+    _raise_on_error(st, op)
+    return y, h_last
+
+
+def simple_rnn_bwd(x, kernel, recurrent_kernel, h0, y, dy=None, dh_last=None, *, h_mask=None,
+                   int activation=FNN_ACT_TANH, bint go_backwards=False, bint need_dx=True,
+                   bint need_dbias=True, bint need_dh0=True):
+    """SimpleRNN backward through time (csrc/fastnn.h: fnn_simple_rnn_bwd_f32).
+
+    Strict: x, kernel, recurrent_kernel, h0 (None: zeros), h_mask as given to simple_rnn_fwd
+    and its y (read only: a forward serves any number of backwards). dy (batch, seq_len, units),
+    dh_last (batch, units): output gradients or None (zero). Returns (dx, dkernel,
+    drecurrent_kernel, dbias, dh0); those not asked for (need_*=False) are None.
+    """
+    cdef str op = "simple_rnn_bwd"
+    cdef fnn_rnn_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation, FNN_ACT_SIGMOID,
+                                     go_backwards, op, 1)
+    cdef int64_t units = d.hidden_size
+    cdef tuple state = (d.batch, units), seq = (d.batch, d.seq_len, units)
+    if y is None:
+        raise ValueError(f"{op}: y is required (the forward's output sequence)")
+    for name, a, shape in (("h0", h0, state), ("h_mask", h_mask, state), ("y", y, seq),
+                           ("dy", dy, seq), ("dh_last", dh_last, state)):
+        if a is not None:
+            _check_lstm_array(a, op, name, shape)
+    dx = np.empty((d.batch, d.seq_len, d.input_size), dtype=np.float32) if need_dx else None
+    dkernel = np.empty((d.input_size, units), dtype=np.float32)
+    drec = np.empty((units, units), dtype=np.float32)
+    dbias = np.empty((units,), dtype=np.float32) if need_dbias else None
+    dh0 = np.empty(state, dtype=np.float32) if need_dh0 else None
+    cdef const float *xp = _f32_ptr(x)
+    cdef const float *kp = _f32_ptr(kernel)
+    cdef const float *rp = _f32_ptr(recurrent_kernel)
+    cdef const float *h0p = _f32_ptr(h0)
+    cdef const float *mp = _f32_ptr(h_mask)
+    cdef const float *yp = _f32_ptr(y)
+    cdef const float *dyp = _f32_ptr(dy)
+    cdef const float *dhp = _f32_ptr(dh_last)
+    cdef float *dxp = _f32_ptr(dx)
+    cdef float *dkp = _f32_ptr(dkernel)
+    cdef float *drp = _f32_ptr(drec)
+    cdef float *dbp = _f32_ptr(dbias)
+    cdef float *dh0p = _f32_ptr(dh0)
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_simple_rnn_bwd_f32(&d, xp, kp, rp, h0p, mp, yp, dyp, dhp, dxp, dkp, drp, dbp,
+                                    dh0p, nt)
+    _raise_on_error(st, op)
+    return dx, dkernel, drec, dbias, dh0

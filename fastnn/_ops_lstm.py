@@ -1,5 +1,6 @@
-"""LSTM functional forms (re-exported by fastnn.ops). Lenient at the edge: they take any layout
-of a float32 array (copying once only what the kernel cannot take) and refuse other dtypes."""
+"""LSTM and SimpleRNN functional forms (re-exported by fastnn.ops). Lenient at the edge: they
+take any layout of a float32 array (copying once only what the kernel cannot take) and refuse
+other dtypes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import numpy as np
 
 from fastnn import _checks, _kernels
 
-__all__ = ["LSTMCache", "LSTMGrads", "lstm_backward", "lstm_forward"]
+__all__ = [
+    "LSTMCache",
+    "LSTMGrads",
+    "SimpleRNNCache",
+    "SimpleRNNGrads",
+    "lstm_backward",
+    "lstm_forward",
+    "simple_rnn_backward",
+    "simple_rnn_forward",
+]
 
 _LSTM_ACTS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 
@@ -33,6 +43,22 @@ def _act_code(name, op: str, arg: str) -> int:
     if key not in _LSTM_ACTS:
         raise ValueError(f"{op}: {arg} must be one of {sorted(_LSTM_ACTS)}, received {name!r}")
     return _LSTM_ACTS[key]
+
+
+def _output_grads(op: str, cache, d_outputs, dh_last):
+    """(dy, dh_last) for the kernel from the gradient of the outputs the forward returned (the
+    sequence, or the last h, which then adds to dh_last) and of its returned h_last."""
+    d_outputs = _f32(d_outputs, op, "d_outputs", optional=True)
+    dh_last = _f32(dh_last, op, "dh_last", optional=True)
+    if d_outputs is None or cache.return_sequences:
+        return d_outputs, dh_last
+    state_shape = (cache.y.shape[0], cache.y.shape[2])
+    for name, a in (("d_outputs", d_outputs), ("dh_last", dh_last)):
+        if a is not None and a.shape != state_shape:
+            raise ValueError(
+                f"{op}: {name} must have shape {state_shape} (batch, units), received {a.shape}"
+            )
+    return None, d_outputs if dh_last is None else d_outputs + dh_last
 
 
 class LSTMCache:
@@ -186,26 +212,8 @@ def lstm_backward(
             f"{op}: this cache was already used by a backward pass (the kernel "
             "overwrites the saved gates); run lstm_forward(training=True) again"
         )
-    d_outputs = _f32(d_outputs, op, "d_outputs", optional=True)
-    dh_last = _f32(dh_last, op, "dh_last", optional=True)
+    dy, dh_last = _output_grads(op, cache, d_outputs, dh_last)
     dc_last = _f32(dc_last, op, "dc_last", optional=True)
-    dy = None
-    if d_outputs is not None:
-        if cache.return_sequences:
-            dy = d_outputs
-        else:
-            state_shape = (cache.y.shape[0], cache.y.shape[2])
-            if d_outputs.shape != state_shape:
-                raise ValueError(
-                    f"{op}: d_outputs must have shape {state_shape} "
-                    f"(batch, units), received {d_outputs.shape}"
-                )
-            if dh_last is not None and dh_last.shape != state_shape:
-                raise ValueError(
-                    f"{op}: dh_last must have shape {state_shape} "
-                    f"(batch, units), received {dh_last.shape}"
-                )
-            dh_last = d_outputs if dh_last is None else d_outputs + dh_last
     grads = _kernels.lstm_bwd(
         cache.x,
         cache.kernel,
@@ -229,3 +237,135 @@ def lstm_backward(
     )
     cache.consumed = True
     return LSTMGrads(*grads)
+
+
+class SimpleRNNCache(NamedTuple):
+    """What simple_rnn_backward needs from a training forward: its inputs and the output
+    sequence y. Read only: a cache serves any number of backward passes."""
+
+    x: np.ndarray
+    kernel: np.ndarray
+    recurrent_kernel: np.ndarray
+    has_bias: bool
+    h0: np.ndarray | None
+    h_mask: np.ndarray | None
+    y: np.ndarray
+    activation: int
+    go_backwards: bool
+    return_sequences: bool
+
+
+class SimpleRNNGrads(NamedTuple):
+    """Gradients of a SimpleRNN's inputs; dx, dbias, dh0 are None when not computed."""
+
+    dx: np.ndarray | None
+    dkernel: np.ndarray
+    drecurrent_kernel: np.ndarray
+    dbias: np.ndarray | None
+    dh0: np.ndarray | None
+
+
+def simple_rnn_forward(
+    x,
+    kernel,
+    recurrent_kernel,
+    bias=None,
+    h0=None,
+    *,
+    training: bool = False,
+    return_sequences: bool = True,
+    go_backwards: bool = False,
+    activation: str = "tanh",
+    recurrent_mask=None,
+):
+    """Runs a SimpleRNN, h_t = activation(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel),
+    over whole sequences (Keras layout).
+
+    Args:
+        x: (batch, time, features) float32.
+        kernel: (features, units); recurrent_kernel: (units, units); bias: (units,) or None.
+        h0: (batch, units) initial state, or None for zeros.
+        training: keep what simple_rnn_backward needs (returned as the cache).
+        return_sequences: outputs is every step's h (batch, time, units), else h_last.
+        go_backwards: process time steps in reverse; outputs stay in processing order.
+        activation: 'tanh', 'sigmoid', 'relu' or 'linear'.
+        recurrent_mask: (batch, units) or None; multiplies h_{t-1} where it enters the
+            recurrent kernel (recurrent dropout, 1/(1-rate) scale included).
+
+    Returns:
+        (outputs, h_last, cache); cache is a SimpleRNNCache when training, else None.
+
+    Raises:
+        TypeError: an array is not float32. ValueError: shapes disagree or the activation is
+        not supported.
+    """
+    op = "simple_rnn_forward"
+    act = _act_code(activation, op, "activation")
+    x, kernel = _f32(x, op, "x"), _f32(kernel, op, "kernel")
+    recurrent_kernel = _f32(recurrent_kernel, op, "recurrent_kernel")
+    bias, h0, h_mask = (
+        _f32(a, op, n, optional=True)
+        for a, n in ((bias, "bias"), (h0, "h0"), (recurrent_mask, "recurrent_mask"))
+    )
+    y, h_last = _kernels.simple_rnn_fwd(
+        x,
+        kernel,
+        recurrent_kernel,
+        bias,
+        h0,
+        h_mask=h_mask,
+        activation=act,
+        go_backwards=go_backwards,
+        training=training,
+        return_sequences=return_sequences,
+    )
+    cache = None
+    if training:  # SimpleRNNCache's fields in order
+        inputs = (x, kernel, recurrent_kernel, bias is not None, h0, h_mask)
+        cache = SimpleRNNCache(*inputs, y, act, go_backwards, return_sequences)
+    return (y if return_sequences else h_last), h_last, cache
+
+
+def simple_rnn_backward(
+    cache: SimpleRNNCache, d_outputs=None, dh_last=None, *, need_dx: bool = True
+) -> SimpleRNNGrads:
+    """Backward through time of simple_rnn_forward(training=True).
+
+    Args:
+        cache: the SimpleRNNCache of that forward.
+        d_outputs: gradient of outputs, (batch, time, units) or (batch, units) as the forward
+            returned them, or None (zero).
+        dh_last: gradient of the returned final state, or None (zero).
+        need_dx: compute dx (skip it for a first layer).
+
+    Returns:
+        SimpleRNNGrads(dx, dkernel, drecurrent_kernel, dbias, dh0); dbias is None without a
+        bias, dh0 is None where the forward had no h0.
+
+    Raises:
+        TypeError: cache is not a SimpleRNNCache or a gradient is not float32. ValueError: a
+        shape is wrong.
+    """
+    op = "simple_rnn_backward"
+    if not isinstance(cache, SimpleRNNCache):
+        raise TypeError(
+            f"{op}: cache must be the SimpleRNNCache of simple_rnn_forward(training=True), "
+            f"received {type(cache).__name__}"
+        )
+    dy, dh_last = _output_grads(op, cache, d_outputs, dh_last)
+    grads = _kernels.simple_rnn_bwd(
+        cache.x,
+        cache.kernel,
+        cache.recurrent_kernel,
+        cache.h0,
+        cache.y,
+        dy,
+        dh_last,
+        h_mask=cache.h_mask,
+        activation=cache.activation,
+        go_backwards=cache.go_backwards,
+        need_dx=need_dx,
+        need_dbias=cache.has_bias,
+        need_dh0=cache.h0 is not None,
+    )
+    return SimpleRNNGrads(*grads)

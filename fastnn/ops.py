@@ -3,7 +3,7 @@ without layers. Lenient at the edge: they take any layout of a float32 array (co
 what the kernel cannot take) and refuse other dtypes with a TypeError.
 
 Images are NHWC (batch, height, width, channels) and convolution kernels HWIO, as in Keras;
-LSTM weights use Keras's layout and gate order (i, f, c, o).
+LSTM and SimpleRNN weights use Keras's layout (LSTM gate order i, f, c, o).
 """
 
 from fastnn._kernels import matmul
@@ -20,11 +20,22 @@ from fastnn._ops_conv import (
     max_pool2d,
     max_pool2d_backward,
 )
-from fastnn._ops_lstm import LSTMCache, LSTMGrads, lstm_backward, lstm_forward
+from fastnn._ops_lstm import (
+    LSTMCache,
+    LSTMGrads,
+    SimpleRNNCache,
+    SimpleRNNGrads,
+    lstm_backward,
+    lstm_forward,
+    simple_rnn_backward,
+    simple_rnn_forward,
+)
 
 __all__ = [
     "LSTMCache",
     "LSTMGrads",
+    "SimpleRNNCache",
+    "SimpleRNNGrads",
     "avg_pool2d",
     "avg_pool2d_backward",
     "conv2d",
@@ -39,4 +50,6 @@ __all__ = [
     "matmul",
     "max_pool2d",
     "max_pool2d_backward",
+    "simple_rnn_backward",
+    "simple_rnn_forward",
 ]

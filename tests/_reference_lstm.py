@@ -121,3 +121,69 @@ def ref_lstm_grads(
             dh = dh * h_mask
     dx = dxs[:, ::-1] if go_backwards else dxs
     return dx, dkernel, drkernel, dbias, dh, dc
+
+
+def ref_simple_rnn(
+    x,
+    kernel,
+    rkernel,
+    bias=None,
+    h0=None,
+    act="tanh",
+    go_backwards=False,
+    h_mask=None,
+    dtype=np.float64,
+):
+    """SimpleRNN forward in float64 (or dtype): h_t = act(x_t @ kernel + bias + (h_{t-1} *
+    h_mask) @ rkernel). Returns (y, h_last)."""
+    x, kernel, rkernel = (np.asarray(a, dtype) for a in (x, kernel, rkernel))
+    batch, time, _ = x.shape
+    units = rkernel.shape[0]
+    b = np.zeros(units, dtype) if bias is None else np.asarray(bias, dtype)
+    h = np.zeros((batch, units), dtype) if h0 is None else np.asarray(h0, dtype)
+    mask = np.ones((batch, units), dtype) if h_mask is None else np.asarray(h_mask, dtype)
+    xs = x[:, ::-1] if go_backwards else x
+    ys = []
+    for s in range(time):
+        h = _act(act, xs[:, s] @ kernel + b + (h * mask) @ rkernel)
+        ys.append(h)
+    y = np.stack(ys, axis=1) if time else np.zeros((batch, 0, units), dtype)
+    return y, h
+
+
+def ref_simple_rnn_grads(
+    x,
+    kernel,
+    rkernel,
+    bias,
+    h0,
+    dy,
+    dh_last,
+    act="tanh",
+    go_backwards=False,
+    h_mask=None,
+    dtype=np.float64,
+):
+    """SimpleRNN backward through time in float64: (dx, dkernel, drecurrent_kernel, dbias, dh0)."""
+    y, _ = ref_simple_rnn(x, kernel, rkernel, bias, h0, act, go_backwards, h_mask, dtype)
+    x, kernel, rkernel = (np.asarray(a, dtype) for a in (x, kernel, rkernel))
+    batch, time, _ = x.shape
+    units = rkernel.shape[0]
+    h0 = np.zeros((batch, units), dtype) if h0 is None else np.asarray(h0, dtype)
+    mask = np.ones((batch, units), dtype) if h_mask is None else np.asarray(h_mask, dtype)
+    xs = x[:, ::-1] if go_backwards else x
+    dkernel, drkernel = np.zeros_like(kernel), np.zeros_like(rkernel)
+    dbias, dxs = np.zeros(units, dtype), np.zeros_like(x)
+    dh = np.zeros((batch, units), dtype) if dh_last is None else np.asarray(dh_last, dtype)
+    for s in reversed(range(time)):
+        if dy is not None:
+            dh = dh + np.asarray(dy, dtype)[:, s]
+        dz = dh * _dact(act, y[:, s])
+        h_prev = (y[:, s - 1] if s > 0 else h0) * mask
+        dkernel += xs[:, s].T @ dz
+        drkernel += h_prev.T @ dz
+        dbias += dz.sum(axis=0)
+        dxs[:, s] = dz @ kernel.T
+        dh = (dz @ rkernel.T) * mask
+    dx = dxs[:, ::-1] if go_backwards else dxs
+    return dx, dkernel, drkernel, dbias, dh
