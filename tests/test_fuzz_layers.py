@@ -197,21 +197,25 @@ def flatten_backward(layer, weights, ref, grad, grad_is_logits):
     return grad.reshape(ref.cache["shape"]), []
 
 
-# --- LSTM ------------------------------------------------------------------------------------
+# --- LSTM and SimpleRNN ----------------------------------------------------------------------
 
-def make_lstm(data, in_shape, ctx):
+def make_recurrent(data, in_shape, ctx):
     if len(in_shape) != 2:
         return None
     acts = ("tanh", "sigmoid") if ctx["train"] else ("tanh", "sigmoid", "relu", "linear")
     rate = 0.0 if ctx["train"] else data.draw(st.sampled_from((0.0, 0.3)), label="dropouts")
-    return layers.LSTM(
+    cls = data.draw(st.sampled_from((layers.LSTM, layers.SimpleRNN)), label="cell")
+    extra = {}
+    if cls is layers.LSTM:
+        extra["recurrent_activation"] = data.draw(st.sampled_from(("sigmoid", "tanh")),
+                                                  label="ract")
+    return cls(
         data.draw(st.sampled_from((1, 2, 3, 5, 8)), label="units"),
         activation=data.draw(st.sampled_from(acts), label="activation"),
-        recurrent_activation=data.draw(st.sampled_from(("sigmoid", "tanh")), label="ract"),
         use_bias=not _fuzz.rare(data, 4, "no bias"),
         return_sequences=data.draw(st.booleans(), label="return_sequences"),
         go_backwards=data.draw(st.booleans(), label="go_backwards"),
-        dropout=rate, recurrent_dropout=rate)
+        dropout=rate, recurrent_dropout=rate, **extra)
 
 
 def _lstm_weights(layer, weights):
@@ -221,9 +225,13 @@ def _lstm_weights(layer, weights):
 def lstm_forward(layer, weights, x, err_x, training):
     kernel, rkernel, bias = _lstm_weights(layer, weights)
     with np.errstate(all="ignore"):
-        y, h, _, _ = lstm_reference.ref_lstm(x, kernel, rkernel, bias, None, None,
-                                             layer.activation, layer.recurrent_activation,
-                                             layer.go_backwards)
+        if isinstance(layer, layers.SimpleRNN):
+            y, h = lstm_reference.ref_simple_rnn(x, kernel, rkernel, bias, None,
+                                                 layer.activation, layer.go_backwards)
+        else:
+            y, h, _, _ = lstm_reference.ref_lstm(x, kernel, rkernel, bias, None, None,
+                                                 layer.activation, layer.recurrent_activation,
+                                                 layer.go_backwards)
     out = y if layer.return_sequences else h
     time = x.shape[1]
     err = (1e-4 * np.sqrt(time + 1.0) * (1.0 + np.abs(np.nan_to_num(out)))
@@ -235,9 +243,14 @@ def lstm_forward(layer, weights, x, err_x, training):
 def lstm_backward(layer, weights, ref, grad, grad_is_logits):
     kernel, rkernel, bias = _lstm_weights(layer, weights)
     dy, dh_last = (grad, None) if layer.return_sequences else (None, grad)
-    dx, dk, drk, db, _, _ = lstm_reference.ref_lstm_grads(
-        ref.cache["x"], kernel, rkernel, bias, None, None, dy, dh_last, None,
-        layer.activation, layer.recurrent_activation, layer.go_backwards)
+    if isinstance(layer, layers.SimpleRNN):
+        dx, dk, drk, db, _ = lstm_reference.ref_simple_rnn_grads(
+            ref.cache["x"], kernel, rkernel, bias, None, dy, dh_last, layer.activation,
+            layer.go_backwards)
+    else:
+        dx, dk, drk, db, _, _ = lstm_reference.ref_lstm_grads(
+            ref.cache["x"], kernel, rkernel, bias, None, None, dy, dh_last, None,
+            layer.activation, layer.recurrent_activation, layer.go_backwards)
     return dx, [dk, drk] + ([db] if layer.use_bias else [])
 
 
@@ -434,7 +447,7 @@ LAYERS = [
     LayerSpec("Activation", make_activation, activation_forward, activation_backward),
     LayerSpec("Dropout", make_dropout, dropout_forward, dropout_backward),
     LayerSpec("Flatten", make_flatten, flatten_forward, flatten_backward),
-    LayerSpec("LSTM", make_lstm, lstm_forward, lstm_backward, requires=("LSTM",)),
+    LayerSpec("LSTM", make_recurrent, lstm_forward, lstm_backward, requires=("LSTM",)),
     LayerSpec("Embedding", make_embedding, embedding_forward, embedding_backward,
               requires=("Embedding",)),
     LayerSpec("Conv", make_conv, conv_forward, conv_backward, requires=("Conv2D",)),
@@ -444,6 +457,7 @@ LAYERS = [
 ]
 SPEC_OF = {s.name: s for s in LAYERS}
 SPEC_OF.update({"ReLU": SPEC_OF["Activation"], "Softmax": SPEC_OF["Activation"]})
+SPEC_OF["SimpleRNN"] = SPEC_OF["LSTM"]
 SPEC_OF.update({name: SPEC_OF["Conv"] for name in ("Conv2D", "Conv1D")})
 SPEC_OF.update({name: SPEC_OF["Pooling"] for name in (
     "MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D")})

@@ -125,16 +125,6 @@ def test_lstm_state_in_and_out(rng):
         layer(x, initial_state=[h0, c0[:, :4]])
 
 
-def test_lstm_input_gradient_skipped_on_first_layer(rng):
-    layer = layers.LSTM(3)
-    x = rng.standard_normal((2, 4, 3)).astype(np.float32)
-    layer(x)
-    layer.input_grad_needed = False
-    layer.call(x, training=True)
-    assert layer.backward(np.ones((2, 3), np.float32)) is None
-    assert layer.grads[0].any()
-
-
 def test_embedding_forward_and_sparse_gradient(rng):
     layer = layers.Embedding(12, 4)
     ids = np.array([[1, 3, 3], [0, 11, 3]])

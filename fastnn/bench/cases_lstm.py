@@ -21,7 +21,36 @@ SHAPES = ((64, 50, 128, 256), (32, 100, 64, 128))
 SHAPES_QUICK = ((8, 10, 16, 32),)
 
 
-class NumpyLSTM:
+class NumpyRecurrent:
+    """The buffers every NumPy recurrent model here allocates once: time-major x (xt), h
+    (h[0] = h0 = 0, h[t + 1] = h_t), the output y, and the gradients of the weights and x,
+    which _weight_grads computes as large GEMMs after the time loop."""
+
+    def __init__(self, x, kernel, rkernel, bias):
+        batch, time, features = x.shape
+        units = rkernel.shape[0]
+        self.x, self.kernel, self.rkernel, self.bias = x, kernel, rkernel, bias
+        self.shape = (batch, time, features, units)
+        self.xt = np.empty((time, batch, features), np.float32)
+        self.h = np.zeros((time + 1, batch, units), np.float32)
+        self.y = np.empty((batch, time, units), np.float32)
+        self.dkernel, self.drkernel = np.empty_like(kernel), np.empty_like(rkernel)
+        self.dbias = np.empty_like(bias)
+        self.dxt = np.empty_like(self.xt)
+        self.dx = np.empty_like(x)
+
+    def _weight_grads(self, dz):
+        """(dx, dkernel, drecurrent_kernel, dbias) from dz (time*batch, gates*units)."""
+        batch, time, features, units = self.shape
+        np.matmul(self.xt.reshape(time * batch, features).T, dz, out=self.dkernel)
+        np.matmul(self.h[:time].reshape(time * batch, units).T, dz, out=self.drkernel)
+        np.sum(dz, axis=0, out=self.dbias)
+        np.matmul(dz, self.kernel.T, out=self.dxt.reshape(time * batch, features))
+        np.copyto(self.dx, self.dxt.transpose(1, 0, 2))
+        return self.dx, self.dkernel, self.drkernel, self.dbias
+
+
+class NumpyLSTM(NumpyRecurrent):
     """LSTM forward and BPTT in NumPy on buffers allocated once (Keras layout, gates i f g o).
 
     Time-major internally: step t's gates are the contiguous block z[t] (batch, 4*units).
@@ -29,29 +58,19 @@ class NumpyLSTM:
     """
 
     def __init__(self, x, kernel, rkernel, bias):
-        batch, time, features = x.shape
-        units = rkernel.shape[0]
-        self.x, self.kernel, self.rkernel, self.bias = x, kernel, rkernel, bias
-        self.shape = (batch, time, features, units)
+        super().__init__(x, kernel, rkernel, bias)
+        batch, time, _, units = self.shape
         f32 = np.float32
-        self.xt = np.empty((time, batch, features), f32)
         self.z = np.empty((time, batch, 4 * units), f32)  # gates (activated)
-        self.h = np.zeros((time + 1, batch, units), f32)  # h[0] = h0 = 0
         self.c = np.zeros((time + 1, batch, units), f32)
         self.tc = np.empty((time, batch, units), f32)  # tanh(c_t)
         self.tmp = np.empty((batch, units), f32)
         self.zr = np.empty((batch, 4 * units), f32)
-        self.y = np.empty((batch, time, units), f32)
         # backward buffers
         self.dyt = np.empty((time, batch, units), f32)
         self.dh = np.empty((batch, units), f32)
         self.dc = np.empty((batch, units), f32)
         self.t1 = np.empty((batch, units), f32)
-        self.dkernel = np.empty_like(kernel)
-        self.drkernel = np.empty_like(rkernel)
-        self.dbias = np.empty_like(bias)
-        self.dxt = np.empty((time, batch, features), f32)
-        self.dx = np.empty_like(x)
 
     @staticmethod
     def _sigmoid_(a):
@@ -87,7 +106,7 @@ class NumpyLSTM:
 
     def backward(self, dy):
         """Gradients of sum(y * dy): every dz_t overwrites the saved gates z[t]."""
-        batch, time, features, units = self.shape
+        batch, time, _, units = self.shape
         u = units
         np.copyto(self.dyt, dy.transpose(1, 0, 2))
         dh, dc, t1 = self.dh, self.dc, self.t1
@@ -129,13 +148,7 @@ class NumpyLSTM:
                 np.matmul(z, self.rkernel.T, out=dh)
             else:
                 dh.fill(0.0)
-        z2 = self.z.reshape(time * batch, 4 * u)
-        np.matmul(self.xt.reshape(time * batch, features).T, z2, out=self.dkernel)
-        np.matmul(self.h[:time].reshape(time * batch, u).T, z2, out=self.drkernel)
-        np.sum(z2, axis=0, out=self.dbias)
-        np.matmul(z2, self.kernel.T, out=self.dxt.reshape(time * batch, features))
-        np.copyto(self.dx, self.dxt.transpose(1, 0, 2))
-        return self.dx, self.dkernel, self.drkernel, self.dbias
+        return self._weight_grads(self.z.reshape(time * batch, 4 * u))
 
 
 def _flops(batch, time, features, units, train):
@@ -144,74 +157,90 @@ def _flops(batch, time, features, units, train):
     return 3.0 * fwd if train else fwd
 
 
-def cases(quick: bool) -> list[Case]:
+def keras_to_torch(kernel, rkernel, bias) -> dict:
+    """torch.nn.LSTM / RNN parameters from Keras's weights: transposed, bias_hh zero."""
+    return {
+        "weight_ih_l0": kernel.T,
+        "weight_hh_l0": rkernel.T,
+        "bias_ih_l0": bias,
+        "bias_hh_l0": np.zeros_like(bias),
+    }
+
+
+def torch_impls(torch, module, params, x, dy, train, infer):
+    """Adds "torch" to the train and infer impls: a batch_first torch RNN module with `params`
+    (name -> array) loaded, training with y.backward(dy) and x.requires_grad (dx computed
+    too), inference under no_grad."""
+    with torch.no_grad():
+        for name, value in params.items():
+            getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    xt = torch.from_numpy(x).requires_grad_()
+    dyt = torch.from_numpy(dy)
+
+    def torch_train():
+        xt.grad = None
+        module.zero_grad(set_to_none=True)
+        y, _ = module(xt)
+        y.backward(dyt)
+
+    def torch_infer():
+        with torch.no_grad():
+            return module(xt)
+
+    train["torch"] = torch_train
+    infer["torch"] = torch_infer
+
+
+def recurrent_cases(quick, group, make_weights, numpy_model, fnn, torch_model, flops):
+    """The fwd+bwd and inference Cases of one recurrent op on every (batch, time, input_size,
+    units) shape. make_weights(rng, features, units): Keras's weights; numpy_model(x, *weights):
+    an object with forward() and backward(dy); fnn: (forward, backward), the fastnn ops
+    (forward(x, *weights, training=...) returns its cache last; backward(cache, dy)); torch_model(torch, features, units): the module
+    and the parameters (name -> array) to load into it; flops(*shape, train)."""
+    forward, backward = fnn
     rng = np.random.default_rng(0)
     torch = _maybe_torch()
     out = []
-    for batch, time, features, units in SHAPES_QUICK if quick else SHAPES:
+    for shape in SHAPES_QUICK if quick else SHAPES:
+        batch, time, features, units = shape
         x = rng.standard_normal((batch, time, features), dtype=np.float32)
-        kernel = rng.standard_normal((features, 4 * units), dtype=np.float32)
-        kernel *= np.float32(1.0 / np.sqrt(features))
-        rkernel = rng.standard_normal((units, 4 * units), dtype=np.float32)
-        rkernel *= np.float32(1.0 / np.sqrt(units))
-        bias = np.zeros(4 * units, np.float32)
-        bias[units : 2 * units] = 1.0  # Keras's unit_forget_bias
+        weights = make_weights(rng, features, units)
         dy = rng.standard_normal((batch, time, units), dtype=np.float32)
-        np_lstm = NumpyLSTM(x, kernel, rkernel, bias)
+        model = numpy_model(x, *weights)
 
-        def fnn_train(x=x, kernel=kernel, rkernel=rkernel, bias=bias, dy=dy):
-            _, _, _, cache = ops.lstm_forward(x, kernel, rkernel, bias, training=True)
-            return ops.lstm_backward(cache, dy)
+        def fnn_train(x=x, weights=weights, dy=dy):
+            return backward(forward(x, *weights, training=True)[-1], dy)
 
-        def np_train(np_lstm=np_lstm, dy=dy):
-            np_lstm.forward()
-            return np_lstm.backward(dy)
+        def np_train(model=model, dy=dy):
+            model.forward()
+            return model.backward(dy)
 
         train = {"fastnn": fnn_train, "numpy": np_train}
-        infer = {
-            "fastnn": lambda x=x, k=kernel, r=rkernel, b=bias: ops.lstm_forward(x, k, r, b),
-            "numpy": np_lstm.forward,
-        }
+        infer = {"fastnn": lambda x=x, w=weights: forward(x, *w), "numpy": model.forward}
         if torch is not None:
-            lstm = torch.nn.LSTM(features, units, batch_first=True)
-            with torch.no_grad():
-                lstm.weight_ih_l0.copy_(torch.from_numpy(kernel.T))
-                lstm.weight_hh_l0.copy_(torch.from_numpy(rkernel.T))
-                lstm.bias_ih_l0.copy_(torch.from_numpy(bias))
-                lstm.bias_hh_l0.zero_()
-            xt = torch.from_numpy(x).requires_grad_()
-            dyt = torch.from_numpy(dy)
-
-            def torch_train(lstm=lstm, xt=xt, dyt=dyt):
-                xt.grad = None
-                lstm.zero_grad(set_to_none=True)
-                y, _ = lstm(xt)
-                y.backward(dyt)
-
-            def torch_infer(lstm=lstm, xt=xt, torch=torch):
-                with torch.no_grad():
-                    return lstm(xt)
-
-            train["torch"] = torch_train
-            infer["torch"] = torch_infer
+            module, params = torch_model(torch, features, units, weights)
+            torch_impls(torch, module, params, x, dy, train, infer)
         dims = f"batch {batch}, {time} steps, {features} in, {units} units"
         params = {"batch": batch, "time": time, "input_size": features, "units": units}
-        out.append(
-            Case(
-                "lstm",
-                f"fwd+bwd {dims}",
-                _flops(batch, time, features, units, True),
-                train,
-                params=params,
-            )
-        )
-        out.append(
-            Case(
-                "lstm",
-                f"inference {dims}",
-                _flops(batch, time, features, units, False),
-                infer,
-                params=params,
-            )
-        )
+        out.append(Case(group, f"fwd+bwd {dims}", flops(*shape, True), train, params=params))
+        out.append(Case(group, f"inference {dims}", flops(*shape, False), infer, params=params))
     return out
+
+
+def _weights(rng, features, units):
+    kernel = rng.standard_normal((features, 4 * units), dtype=np.float32)
+    kernel *= np.float32(1.0 / np.sqrt(features))
+    rkernel = rng.standard_normal((units, 4 * units), dtype=np.float32)
+    rkernel *= np.float32(1.0 / np.sqrt(units))
+    bias = np.zeros(4 * units, np.float32)
+    bias[units : 2 * units] = 1.0  # Keras's unit_forget_bias
+    return kernel, rkernel, bias
+
+
+def _torch_model(torch, features, units, weights):
+    return torch.nn.LSTM(features, units, batch_first=True), keras_to_torch(*weights)
+
+
+def cases(quick: bool) -> list[Case]:
+    fnn = (ops.lstm_forward, ops.lstm_backward)
+    return recurrent_cases(quick, "lstm", _weights, NumpyLSTM, fnn, _torch_model, _flops)

@@ -26,7 +26,7 @@ from fastnn.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
-from fastnn.layers.recurrent import LSTM
+from fastnn.layers.recurrent import LSTM, SimpleRNN
 
 __all__ = [
     "LSTM",
@@ -51,5 +51,6 @@ __all__ = [
     "MaxPooling1D",
     "MaxPooling2D",
     "ReLU",
+    "SimpleRNN",
     "Softmax",
 ]
