@@ -433,6 +433,42 @@ fnn_status fnn_simple_rnn_bwd_f32(const fnn_rnn_desc *desc, const float *x, cons
                                   float *drecurrent_kernel, float *dbias, float *dh0,
                                   int n_threads);
 
+/* ---------------------------------------------------------------------------------------------
+ * GRU over a whole sequence (lstm.c's driver with three gates), Keras's reset_after=True
+ * variant and layout: kernel (input_size, 3*hidden_size) and recurrent_kernel (hidden_size,
+ * 3*hidden_size), columns z | r | h; bias (2, 3*hidden_size): input bias, then recurrent bias,
+ * or NULL. h0, h_mask as the LSTM's. Per step s, with tau(s) as the LSTM's:
+ *   x_q = x[:, tau] @ kernel_q + bias[0]_q,   h_q = (h_{s-1} * h_mask) @ U_q + bias[1]_q
+ *   z = ract(x_z + h_z),  r = ract(x_r + h_r),  hh = act(x_h + r * h_h)
+ *   h_s = z * h_{s-1} + (1 - z) * hh               (h_{s-1} unmasked here, as Keras)
+ */
+
+/* Forward: y (batch, seq_len, hidden_size) holds h_s (processing order) or NULL; h_last or
+ * NULL. Inference: gates == NULL and hn_seq == NULL. Training: y, gates (batch, seq_len,
+ * 3*hidden_size) and hn_seq (batch, seq_len, hidden_size): z, r, hh and h_h of step s at
+ * time tau(s), what fnn_gru_bwd_f32 needs. Outputs must not overlap inputs or each other.
+ * Bitwise identical for every n_threads. Returns FNN_OK, FNN_ERR_ARG, FNN_ERR_UNSUPPORTED
+ * (activation) or FNN_ERR_NOMEM. */
+fnn_status fnn_gru_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                           const float *recurrent_kernel, const float *bias, const float *h0,
+                           const float *h_mask, float *y, float *h_last, float *gates,
+                           float *hn_seq, int n_threads);
+
+/* Backward through time of a training forward with the same desc and inputs. gates and
+ * hn_seq are IN/OUT: read as saved, then OVERWRITTEN (with dL/d(x-part pre-activations) and
+ * dL/dh_h), so a forward's buffers serve one backward only. dy, dh_last: output gradients or
+ * NULL (zero). Gradients, all OVERWRITTEN: dx, dkernel, drecurrent_kernel, dbias
+ * (2, 3*hidden_size), dh0; dx, dbias and dh0 may be NULL. Per step: the fused pass, then
+ * dh_{s-1} = dzh @ recurrent_kernel^T (times h_mask) + (dh_s + dy_s) * z and dx[:, tau] =
+ * dzx @ kernel^T, where dzh is dzx with its h columns times r; after the loop four GEMMs
+ * over every step give the weight gradients. Bitwise identical for every n_threads.
+ * Returns FNN_OK, FNN_ERR_ARG, FNN_ERR_UNSUPPORTED (activation) or FNN_ERR_NOMEM. */
+fnn_status fnn_gru_bwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                           const float *recurrent_kernel, const float *h0, const float *h_mask,
+                           const float *y, float *gates, float *hn_seq, const float *dy,
+                           const float *dh_last, float *dx, float *dkernel,
+                           float *drecurrent_kernel, float *dbias, float *dh0, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

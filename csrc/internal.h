@@ -303,16 +303,30 @@ void fnn_lstm_bwd_row_f32_avx512(int64_t n, fnn_act act, fnn_act ract, float *z,
                                  int64_t stride, const float *c, const float *c_prev,
                                  const float *dy, const float *dh, float *dc);
 
-/* SimpleRNN fused passes of one ISA: n consecutive units of
- * one batch row, the same arithmetic for every unit wherever it sits (masked vector tails).
+/* SimpleRNN and GRU fused passes of one ISA: n consecutive units of one batch row, the same
+ * arithmetic for every unit wherever it sits (masked vector tails).
  *   fwd: h_out = act((zx + bias) + zh); bias (NULL: none) and zh (NULL: zero) as the LSTM's.
  *   bwd: dz = (dh + dy) * act'(h), from h = h_s; dy NULL: zero.
- * act is FNN_ACT_TANH, _SIGMOID, _RELU or _LINEAR (checked by the caller). */
+ *   gru_fwd: gates z, r, h at +0, +stride, +2*stride of zx (input projection), bias (input
+ *        bias, NULL: none), zh (h_{s-1} @ U, NULL: zero), rbias (recurrent bias, NULL: none):
+ *        x_q = zx_q + bias_q, h_q = zh_q + rbias_q; z = ract(x_z + h_z),
+ *        r = ract(x_r + h_r), hh = act(x_h + r * h_h), h_out = z * h_prev + (1 - z) * hh.
+ *        gates (NULL: not stored) gets z, r, hh and hn gets h_h (the candidate's recurrent
+ *        part). h_out may be h_prev.
+ *   gru_bwd: z in: saved z, r, hh; out: dL/dz for the input projection (dzx). hn in: saved
+ *        h_h; out: dL/dh_h = dzx_h * r (the h columns of dzh; dzh's z, r columns are dzx's).
+ *        dh_direct = (dh + dy) * z, the part of dL/dh_{s-1} not through U.
+ * act and ract are FNN_ACT_TANH, _SIGMOID, _RELU or _LINEAR (checked by the caller). */
 typedef struct {
     void (*fwd)(int64_t n, fnn_act act, const float *zx, const float *bias, const float *zh,
                 float *h_out);
     void (*bwd)(int64_t n, fnn_act act, const float *h, const float *dy, const float *dh,
                 float *dz);
+    void (*gru_fwd)(int64_t n, fnn_act act, fnn_act ract, const float *zx, const float *bias,
+                    const float *zh, const float *rbias, const float *h_prev, float *gates,
+                    float *hn, int64_t stride, float *h_out);
+    void (*gru_bwd)(int64_t n, fnn_act act, fnn_act ract, float *z, int64_t stride, float *hn,
+                    const float *h_prev, const float *dy, const float *dh, float *dh_direct);
 } fnn_rnn_rows;
 
 /* One per ISA, defined next to its functions (lstm.c, lstm_avx2.c, lstm_avx512.c). */

@@ -134,7 +134,48 @@ static void rnn_bwd_row_ref(int64_t n, fnn_act act, const float *h, const float 
     }
 }
 
-const fnn_rnn_rows fnn_rnn_rows_ref = {rnn_fwd_row_ref, rnn_bwd_row_ref};
+static void gru_fwd_row_ref(int64_t n, fnn_act act, fnn_act ract, const float *zx,
+                            const float *bias, const float *zh, const float *rbias,
+                            const float *h_prev, float *gates, float *hn, int64_t stride,
+                            float *h_out) {
+    for (int64_t j = 0; j < n; j++) {
+        float x3[3], h3[3];
+        for (int q = 0; q < 3; q++) {
+            x3[q] = zx[q * stride + j];
+            if (bias != NULL) x3[q] += bias[q * stride + j];
+            h3[q] = zh != NULL ? zh[q * stride + j] : 0.0f;
+            if (rbias != NULL) h3[q] += rbias[q * stride + j];
+        }
+        const float z = act_f(ract, x3[0] + h3[0]), r = act_f(ract, x3[1] + h3[1]);
+        const float hh = act_f(act, x3[2] + r * h3[2]);
+        if (gates != NULL) {
+            gates[j] = z;
+            gates[stride + j] = r;
+            gates[2 * stride + j] = hh;
+            hn[j] = h3[2];
+        }
+        h_out[j] = z * h_prev[j] + (1.0f - z) * hh;
+    }
+}
+
+static void gru_bwd_row_ref(int64_t n, fnn_act act, fnn_act ract, float *z, int64_t stride,
+                            float *hn, const float *h_prev, const float *dy, const float *dh,
+                            float *dh_direct) {
+    float *zz = z, *zr = z + stride, *zhh = z + 2 * stride;
+    for (int64_t j = 0; j < n; j++) {
+        const float zg = zz[j], r = zr[j], hh = zhh[j];
+        const float dhv = dy != NULL ? dh[j] + dy[j] : dh[j];
+        const float dhh = dhv * (1.0f - zg) * dact_f(act, hh);
+        zz[j] = dhv * (h_prev[j] - hh) * dact_f(ract, zg);
+        zr[j] = dhh * hn[j] * dact_f(ract, r);
+        zhh[j] = dhh;
+        hn[j] = dhh * r;
+        dh_direct[j] = dhv * zg;
+    }
+}
+
+const fnn_rnn_rows fnn_rnn_rows_ref = {rnn_fwd_row_ref, rnn_bwd_row_ref, gru_fwd_row_ref,
+                                       gru_bwd_row_ref};
 
 /* ---- shared pieces --------------------------------------------------------------------------- */
 
@@ -152,11 +193,14 @@ static fnn_status check_desc(const fnn_lstm_desc *d) {
     return FNN_OK;
 }
 
-/* The cells the driver runs: the LSTM (four gates i, f, g, o and a c state) and the Elman
- * SimpleRNN (one gate, h_s = act(z)). They share everything but the fused row passes. */
-typedef enum { RNN_LSTM, RNN_SIMPLE } rnn_cell;
+/* The cells the driver runs: the LSTM (four gates i, f, g, o and a c state), the Elman
+ * SimpleRNN (one gate, h_s = act(z)) and the GRU (gates z, r, h; reset after the recurrent
+ * GEMM). They share everything but the fused row passes; the GRU's backward also splits dz. */
+typedef enum { RNN_LSTM, RNN_SIMPLE, RNN_GRU } rnn_cell;
 
-static int64_t gate_count(rnn_cell cell) { return cell == RNN_LSTM ? 4 : 1; }
+static int64_t gate_count(rnn_cell cell) {
+    return cell == RNN_LSTM ? 4 : (cell == RNN_GRU ? 3 : 1);
+}
 
 /* The time-loop tiling: tm x tn threads own row blocks (mr rows) x unit blocks (nr units);
  * ukr is the packed micro-kernel of mr x nr tiles. */
@@ -524,6 +568,14 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
                     if (s == T - 1 && cx->c_last != NULL)
                         memcpy(cx->c_last + b * H + j0, c_out + j0,
                                (size_t)(j1 - j0) * sizeof(float));
+                } else if (cx->cell == RNN_GRU) { /* h_prev unmasked; hbuf: h_out in place */
+                    const float *h_prev = s > 0 ? (cx->y != NULL ? h_out - H : h_out)
+                                                : (cx->h0 != NULL ? cx->h0 + b * H : cx->zeros);
+                    const float *rbias = cx->bias != NULL ? cx->bias + G + j0 : NULL;
+                    float *hn = training ? cx->c_seq + (b * T + tau) * H + j0 : NULL;
+                    cx->kt->rnn.gru_fwd(j1 - j0, d->activation, d->recurrent_activation,
+                                        zx + j0, bias, zh, rbias, h_prev + j0,
+                                        training ? zrow + j0 : NULL, hn, H, h_out + j0);
                 } else {
                     cx->kt->rnn.fwd(j1 - j0, d->activation, zx + j0, bias, zh, h_out + j0);
                 }
@@ -627,6 +679,14 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
                    c_last, gates, c_seq, n_threads);
 }
 
+fnn_status fnn_gru_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                           const float *recurrent_kernel, const float *bias, const float *h0,
+                           const float *h_mask, float *y, float *h_last, float *gates,
+                           float *hn_seq, int n_threads) {
+    return rnn_fwd(RNN_GRU, desc, x, kernel, recurrent_kernel, bias, h0, NULL, h_mask, y, h_last,
+                   NULL, gates, hn_seq, n_threads);
+}
+
 fnn_status fnn_simple_rnn_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
                                   const float *recurrent_kernel, const float *bias,
                                   const float *h0, const float *h_mask, float *y, float *h_last,
@@ -645,8 +705,10 @@ typedef struct {
     tiling tl;
     const float *x, *kernel, *rkernel, *h0, *c0, *h_mask, *y, *c_seq, *dy, *dh_last, *dc_last;
     float *gates;  /* LSTM: the saved gates; SimpleRNN: scratch. Overwritten with dz */
+    float *hn;     /* GRU: saved h_h (batch, seq_len, hidden), step s at tau(s); IN/OUT: dzh_h */
     float *dx, *dkernel, *drkernel, *dbias, *dh0, *dc0;
     float *ap[2];  /* packed dz_s: n_rb panels of a_panel floats (k = G = ng*hidden) */
+    float *apx[2]; /* packed dz_s for dx: GRU: its own (dzx), else ap */
     int64_t a_panel;
     float *bp;     /* packed [recurrent_kernel^T | kernel^T]: n_ub unit panels, then n_ib input
                     * panels (only when dx is wanted), G*nr floats each */
@@ -679,6 +741,39 @@ static void build_xh(const bwd_ctx *cx, int64_t r0, int64_t r1) {
     }
 }
 
+/* GRU: dkernel = x^T @ dzx, drecurrent_kernel = h_prev^T @ dzh, dbias = [sum dzx; sum dzh],
+ * where dzx (the gates buffer) and dzh share the z and r columns and dzh's h columns are in
+ * c_seq. Four GEMMs on thread t's shares (disjoint parts of dwu, no barrier between), into
+ * dwu as the LSTM's one: rows [dkernel; drecurrent_kernel; recurrent dbias; input dbias]. */
+static void gru_weight_grads(const bwd_ctx *cx, int t, int nt, float *ws) {
+    const fnn_gemm_cfg *cfg = &cx->kt->gemm;
+    const int64_t I = cx->d->input_size, H = cx->d->hidden_size, G = 3 * H;
+    const int64_t rows = cx->d->batch * cx->d->seq_len, m = I + H + 1;
+    const float *xh = cx->xh, *hn = cx->hn;
+    float *dwu = cx->dwu;
+    /* {m, n, a (columns of xh), b, ldb, c} of each: z and r columns of all rows; h columns
+     * of x rows; h columns of h_prev rows and the ones row; the input dbias' h columns */
+    const struct {
+        int64_t m, n;
+        const float *a, *b;
+        int64_t ldb;
+        float *c;
+    } part[4] = {{m, 2 * H, xh, cx->gates, G, dwu},
+                 {I, H, xh, cx->gates + 2 * H, G, dwu + 2 * H},
+                 {H + 1, H, xh + I, hn, H, dwu + I * G + 2 * H},
+                 {1, H, xh + I + H, cx->gates + 2 * H, G, dwu + m * G + 2 * H}};
+    for (int i = 0; i < 4; i++) {
+        const fnn_gemm_problem p = {FNN_TRANS, FNN_NOTRANS, part[i].m,   part[i].n,
+                                    rows,      1.0f,        part[i].a,   m,
+                                    part[i].b, part[i].ldb, 0.0f,        part[i].c,
+                                    G,         NULL,        FNN_ACT_LINEAR, 0.0f};
+        gemm_share(cfg, &p, t, nt, ws);
+    }
+#pragma omp barrier
+    /* the input dbias' z and r columns are the recurrent one's */
+    if (t == 0) memcpy(dwu + m * G, dwu + (m - 1) * G, (size_t)(2 * H) * sizeof(float));
+}
+
 static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     /* FTZ/DAZ on this thread for the call (see internal.h); the caller's mode comes back */
     const unsigned int fp_mode = fnn_fp_enter();
@@ -687,7 +782,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
     const int64_t ng = cx->ng, G = ng * H, mr = cx->tl.mr, nr = cx->tl.nr, b_panel = G * nr;
     const int64_t n_ub = cx->tl.n_ub, rows = B * T;
-    const int lstm = cx->cell == RNN_LSTM;
+    const int lstm = cx->cell == RNN_LSTM, gru = cx->cell == RNN_GRU;
     float *ws = cx->ws + t * cx->ws_floats;
 
     /* Panel p: [c, j] = U[p*nr + j, c] (p < n_ub), or kernel[(p - n_ub)*nr + j, c]. */
@@ -719,7 +814,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
             for (int64_t q = 0; q < ng; q++)
                 for (int64_t j = j0; j < j1; j++) {
                     const int64_t at = (b / mr) * cx->a_panel + (q * H + j) * mr + b % mr;
-                    cx->ap[0][at] = cx->ap[1][at] = 0.0f;
+                    cx->ap[0][at] = cx->ap[1][at] = cx->apx[0][at] = cx->apx[1][at] = 0.0f;
                 }
     }
 #pragma omp barrier
@@ -739,15 +834,30 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
                     cx->kt->lstm_bwd_row(nj, d->activation, d->recurrent_activation, zrow + j0,
                                          H, c + j0, c_prev + j0, dy, cx->dh + b * H + j0,
                                          cx->dc + b * H + j0);
+                } else if (gru) { /* dc: the part of dL/dh_{s-1} through z * h_{s-1} */
+                    const float *h_prev = s > 0 ? cx->y + (b * T + s - 1) * H
+                                                : (cx->h0 != NULL ? cx->h0 + b * H : cx->zeros);
+                    cx->kt->rnn.gru_bwd(nj, d->activation, d->recurrent_activation, zrow + j0,
+                                        H, cx->hn + (b * T + tau) * H + j0, h_prev + j0, dy,
+                                        cx->dh + b * H + j0, cx->dc + b * H + j0);
                 } else {
                     cx->kt->rnn.bwd(nj, d->activation, cx->y + (b * T + s) * H + j0, dy,
                                     cx->dh + b * H + j0, zrow + j0);
                 }
             }
-            if (need_dh || cx->dx != NULL) /* dz_s into this step's packed A panel */
-                for (int64_t q = 0; q < ng; q++)
-                    pack_rows(cx->gates + tau * G, T * G, NULL, 0, b0, b1, q * H + j0,
-                              q * H + j1, mr, ap, cx->a_panel);
+            /* dz_s into this step's packed A panels. GRU: dzx (the gates buffer) for dx;
+             * dzh (dzx but dz_h * r, from c_seq) for dh_{s-1}. */
+            for (int64_t q = 0; q < ng && (need_dh || cx->dx != NULL); q++) {
+                const int64_t c0 = q * H + j0, c1 = q * H + j1;
+                const float *dz = cx->gates + tau * G;
+                if (gru && cx->dx != NULL)
+                    pack_rows(dz, T * G, NULL, 0, b0, b1, c0, c1, mr, cx->apx[s & 1], cx->a_panel);
+                if (gru && q == 2 && need_dh) /* hn's column j is dzh's 2H + j */
+                    pack_rows(cx->hn + tau * H, T * H, NULL, 0, b0, b1, j0, j1, mr,
+                              ap + 2 * H * mr, cx->a_panel);
+                else if (!gru || need_dh)
+                    pack_rows(dz, T * G, NULL, 0, b0, b1, c0, c1, mr, ap, cx->a_panel);
+            }
         }
 #pragma omp barrier
         /* dh_{s-1} = dz_s @ U^T for this tile; dx[:, tau] = dz_s @ kernel^T for its input
@@ -757,7 +867,10 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
             const int64_t tau1 = d->go_backwards ? T - s : s - 1;
             for (int64_t q = 0; q < ng; q++)
                 plan_add(&pl, cx->gates + tau1 * G + q * H + j0, T * G, 1);
-            plan_add(&pl, (lstm ? cx->c_seq : cx->y) + (s - 1) * H + j0, T * H, 0);
+            if (gru)
+                plan_add(&pl, cx->hn + tau1 * H + j0, T * H, 1);
+            else
+                plan_add(&pl, (lstm ? cx->c_seq : cx->y) + (s - 1) * H + j0, T * H, 0);
             if (cx->dy != NULL) plan_add(&pl, cx->dy + (s - 1) * H + j0, T * H, 0);
         }
         const int64_t parts = (need_dh ? ub1 - ub0 : 0) + (ib1 - ib0);
@@ -768,12 +881,16 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
                            cx->bp + ub * b_panel, FNN_MIN(nr, H - ub * nr), 0.0f,
                            cx->dh + ub * nr, H);
             }
-        if (has_tile && need_dh && cx->h_mask != NULL) /* the GEMM gave dL/d(h * mask) */
+        if (has_tile && need_dh && (cx->h_mask != NULL || gru)) /* the GEMM: dL/d(h * mask) */
             for (int64_t b = b0; b < b1; b++)
-                for (int64_t j = j0; j < j1; j++) cx->dh[b * H + j] *= cx->h_mask[b * H + j];
+                for (int64_t j = j0; j < j1; j++) {
+                    float v = cx->dh[b * H + j];
+                    if (cx->h_mask != NULL) v *= cx->h_mask[b * H + j];
+                    cx->dh[b * H + j] = gru ? v + cx->dc[b * H + j] : v;
+                }
         for (int64_t ib = ib0; ib < ib1; ib++) {
             if (has_tile && need_dh) prefetch_part(&pl, ub1 - ub0 + ib - ib0, parts);
-            panel_gemm(&cx->tl, G, panel_kc(cfg, nr), ap, cx->a_panel, rb0, rb1, B,
+            panel_gemm(&cx->tl, G, panel_kc(cfg, nr), cx->apx[s & 1], cx->a_panel, rb0, rb1, B,
                        cx->bp + (n_ub + ib) * b_panel, FNN_MIN(nr, I - ib * nr), 0.0f,
                        cx->dx + tau * I + ib * nr, T * I);
         }
@@ -791,15 +908,23 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     build_xh(cx, FNN_MIN(rows, t * rstep), FNN_MIN(rows, (t + 1) * rstep));
 #pragma omp barrier
     const int64_t m = I + H + 1;
-    const fnn_gemm_problem dwu = {FNN_TRANS, FNN_NOTRANS, m, G, rows, 1.0f, cx->xh, m, cx->gates,
-                                  G, 0.0f, cx->dwu, G, NULL, FNN_ACT_LINEAR, 0.0f};
-    gemm_share(cfg, &dwu, t, nt, ws);
+    if (gru)
+        gru_weight_grads(cx, t, nt, ws);
+    else {
+        const fnn_gemm_problem dwu = {FNN_TRANS,  FNN_NOTRANS, m,    G,    rows, 1.0f,
+                                      cx->xh,     m,           cx->gates, G,    0.0f,
+                                      cx->dwu,    G,           NULL, FNN_ACT_LINEAR, 0.0f};
+        gemm_share(cfg, &dwu, t, nt, ws);
+    }
 #pragma omp barrier
     const int64_t mstep = fnn_ceil_div(m, nt);
     for (int64_t r = t * mstep; r < FNN_MIN(m, (t + 1) * mstep); r++) {
         float *dst = r < I ? cx->dkernel + r * G
                            : (r < I + H ? cx->drkernel + (r - I) * G : cx->dbias);
-        if (dst != NULL) memcpy(dst, cx->dwu + r * G, (size_t)G * sizeof(float));
+        if (dst == NULL) continue;
+        if (gru && r == m - 1) /* GRU dbias (2, G): input (dwu row m), then recurrent */
+            memcpy(dst + G, cx->dwu + r * G, (size_t)G * sizeof(float));
+        memcpy(dst, cx->dwu + (gru && r == m - 1 ? m : r) * G, (size_t)G * sizeof(float));
     }
     fnn_fp_leave(fp_mode);
 }
@@ -809,7 +934,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
 static fnn_status rnn_bwd(rnn_cell cell, const fnn_lstm_desc *desc, const float *x,
                          const float *kernel, const float *recurrent_kernel, const float *h0,
                          const float *c0, const float *h_mask, const float *y,
-                         const float *c_seq, float *gates, const float *dy,
+                         const float *c_seq, float *hn_seq, float *gates, const float *dy,
                          const float *dh_last, const float *dc_last, float *dx, float *dkernel,
                          float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
                          int n_threads) {
@@ -818,16 +943,18 @@ static fnn_status rnn_bwd(rnn_cell cell, const fnn_lstm_desc *desc, const float 
     const int64_t B = desc->batch, T = desc->seq_len, I = desc->input_size;
     const int64_t ng = gate_count(cell), H = desc->hidden_size, G = ng * H;
     const int64_t n_seq = B * T * H;
-    const int lstm = cell == RNN_LSTM;
+    const int saved = cell != RNN_SIMPLE, gru = cell == RNN_GRU; /* gates + c_seq or hn */
+    const int64_t n_bias = gru ? 2 * G : G;
     if ((x == NULL && B * T * I > 0) || (kernel == NULL && I * G > 0) ||
         (recurrent_kernel == NULL && H * G > 0) || (dkernel == NULL && I * G > 0) ||
         (drecurrent_kernel == NULL && H * G > 0) ||
-        ((y == NULL || (lstm && (c_seq == NULL || gates == NULL))) && n_seq > 0))
+        ((y == NULL || (saved && ((gru ? hn_seq : c_seq) == NULL || gates == NULL))) &&
+         n_seq > 0))
         return FNN_ERR_ARG;
     if (n_seq == 0) { /* nothing flows: zero weight gradients, states pass through */
         if (I * G > 0) memset(dkernel, 0, (size_t)(I * G) * sizeof(float));
         if (H * G > 0) memset(drecurrent_kernel, 0, (size_t)(H * G) * sizeof(float));
-        if (dbias != NULL && G > 0) memset(dbias, 0, (size_t)G * sizeof(float));
+        if (dbias != NULL && G > 0) memset(dbias, 0, (size_t)n_bias * sizeof(float));
         if (dx != NULL && B * T * I > 0) memset(dx, 0, (size_t)(B * T * I) * sizeof(float));
         if (dh0 != NULL && B * H > 0) copy_or_zero(dh0, dh_last, B * H);
         if (dc0 != NULL && B * H > 0) copy_or_zero(dc0, dc_last, B * H);
@@ -843,7 +970,8 @@ static fnn_status rnn_bwd(rnn_cell cell, const fnn_lstm_desc *desc, const float 
     cx.tl = make_tiling(cfg, B, H, ng, nt);
     cx.x = x, cx.kernel = kernel, cx.rkernel = recurrent_kernel, cx.h0 = h0, cx.c0 = c0;
     cx.h_mask = h_mask, cx.y = y, cx.c_seq = c_seq, cx.dy = dy, cx.dh_last = dh_last, cx.dc_last = dc_last;
-    cx.gates = gates, cx.dx = dx, cx.dkernel = dkernel, cx.drkernel = drecurrent_kernel;
+    cx.gates = gates, cx.hn = hn_seq, cx.dx = dx, cx.dkernel = dkernel;
+    cx.drkernel = drecurrent_kernel;
     cx.dbias = dbias, cx.dh0 = dh0, cx.dc0 = dc0;
     cx.a_panel = fnn_round_up(cx.tl.mr * G, 16);
     cx.n_ib = dx != NULL ? fnn_ceil_div(I, cx.tl.nr) : 0;
@@ -853,16 +981,19 @@ static fnn_status rnn_bwd(rnn_cell cell, const fnn_lstm_desc *desc, const float 
     const int64_t n_ap = cx.tl.n_rb * cx.a_panel;
     const int64_t n_bp = (cx.tl.n_ub + cx.n_ib) * G * cx.tl.nr;
     const int64_t n_state = fnn_round_up(B * H, 16), n_zero = fnn_round_up(H, 16);
-    const int64_t n_xh = fnn_round_up(rows * m, 16), n_dwu = fnn_round_up(m * G, 16);
-    const int64_t n_dz = lstm ? 0 : fnn_round_up(rows * G, 16);
-    const int64_t total =
-        2 * n_ap + n_bp + 2 * n_state + n_xh + n_dwu + n_dz + n_zero + nt * cx.ws_floats;
+    const int64_t n_xh = fnn_round_up(rows * m, 16), n_dwu = fnn_round_up((m + gru) * G, 16);
+    const int64_t n_dz = saved ? 0 : fnn_round_up(rows * G, 16);
+    const int64_t n_apx = gru && dx != NULL ? n_ap : 0;
+    const int64_t total = 2 * (n_ap + n_apx) + n_bp + 2 * n_state + n_xh + n_dwu + n_dz + n_zero +
+                          nt * cx.ws_floats;
     float *mem = fnn_malloc((size_t)total * sizeof(float));
     if (mem == NULL) return FNN_ERR_NOMEM;
     float *p = mem;
-    if (!lstm) cx.gates = p, p += n_dz;
+    if (!saved) cx.gates = p, p += n_dz;
     cx.ap[0] = p, p += n_ap;
     cx.ap[1] = p, p += n_ap;
+    cx.apx[0] = n_apx > 0 ? p : cx.ap[0], p += n_apx;
+    cx.apx[1] = n_apx > 0 ? p : cx.ap[1], p += n_apx;
     cx.bp = p, p += n_bp;
     cx.dh = p, p += n_state;
     cx.dc = p, p += n_state;
@@ -889,8 +1020,8 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
                             const float *dc_last, float *dx, float *dkernel,
                             float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
                             int n_threads) {
-    return rnn_bwd(RNN_LSTM, desc, x, kernel, recurrent_kernel, h0, c0, h_mask, y, c_seq, gates,
-                   dy, dh_last, dc_last, dx, dkernel, drecurrent_kernel, dbias, dh0, dc0,
+    return rnn_bwd(RNN_LSTM, desc, x, kernel, recurrent_kernel, h0, c0, h_mask, y, c_seq, NULL,
+                   gates, dy, dh_last, dc_last, dx, dkernel, drecurrent_kernel, dbias, dh0, dc0,
                    n_threads);
 }
 
@@ -900,7 +1031,17 @@ fnn_status fnn_simple_rnn_bwd_f32(const fnn_rnn_desc *desc, const float *x, cons
                                   const float *dh_last, float *dx, float *dkernel,
                                   float *drecurrent_kernel, float *dbias, float *dh0,
                                   int n_threads) {
-    return rnn_bwd(RNN_SIMPLE, desc, x, kernel, recurrent_kernel, h0, NULL, h_mask, y, NULL,
+    return rnn_bwd(RNN_SIMPLE, desc, x, kernel, recurrent_kernel, h0, NULL, h_mask, y, NULL, NULL,
                    NULL, dy, dh_last, NULL, dx, dkernel, drecurrent_kernel, dbias, dh0, NULL,
+                   n_threads);
+}
+
+fnn_status fnn_gru_bwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                           const float *recurrent_kernel, const float *h0, const float *h_mask,
+                           const float *y, float *gates, float *hn_seq, const float *dy,
+                           const float *dh_last, float *dx, float *dkernel,
+                           float *drecurrent_kernel, float *dbias, float *dh0, int n_threads) {
+    return rnn_bwd(RNN_GRU, desc, x, kernel, recurrent_kernel, h0, NULL, h_mask, y, NULL, hn_seq,
+                   gates, dy, dh_last, NULL, dx, dkernel, drecurrent_kernel, dbias, dh0, NULL,
                    n_threads);
 }

@@ -1,4 +1,4 @@
-/* lstm_avx2.c - the LSTM and SimpleRNN fused passes with AVX2+FMA, 8 units per vector.
+/* lstm_avx2.c - the LSTM, SimpleRNN and GRU fused passes with AVX2+FMA, 8 units per vector.
  * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn / fnn_rnn_*_row_fn. The
  * tail uses the same arithmetic as the body with masked loads and stores, so every unit runs
  * the same instructions wherever it sits in a row. */
@@ -204,5 +204,77 @@ FNN_TARGET_AVX2 static void rnn_bwd_row(int64_t n, fnn_act act, const float *h,
     if (j < n) rnn_bwd_vec(act, h + j, off(dy, j), dh + j, dz + j, tail_mask(n - j), 0);
 }
 
-const fnn_rnn_rows fnn_rnn_rows_avx2 = {rnn_fwd_row, rnn_bwd_row};
+/* GRU: the recurrent part of a gate, zh + rbias (each if any). */
+FNN_TARGET_AVX2 static inline __m256 rec(const float *zh, const float *rbias, __m256i m,
+                                         int full) {
+    __m256 v = zh != NULL ? ld(zh, m, full) : _mm256_setzero_ps();
+    return rbias != NULL ? _mm256_add_ps(v, ld(rbias, m, full)) : v;
+}
+
+FNN_TARGET_AVX2 static inline void gru_fwd_vec(fnn_act act, fnn_act ract, const float *zx,
+                                               const float *bias, const float *zh,
+                                               const float *rbias, const float *h_prev,
+                                               float *gates, float *hn, int64_t s1,
+                                               float *h_out, __m256i m, int full) {
+    const int64_t s2 = 2 * s1;
+    const __m256 z =
+        act_v(ract, _mm256_add_ps(pre(zx, bias, NULL, m, full), rec(zh, rbias, m, full)));
+    const __m256 r = act_v(ract, _mm256_add_ps(pre(zx + s1, off(bias, s1), NULL, m, full),
+                                               rec(off(zh, s1), off(rbias, s1), m, full)));
+    const __m256 h_h = rec(off(zh, s2), off(rbias, s2), m, full);
+    const __m256 x_h = pre(zx + s2, off(bias, s2), NULL, m, full);
+    const __m256 hh = act_v(act, _mm256_add_ps(x_h, _mm256_mul_ps(r, h_h)));
+    if (gates != NULL) {
+        st(gates, m, full, z);
+        st(gates + s1, m, full, r);
+        st(gates + s2, m, full, hh);
+        st(hn, m, full, h_h);
+    }
+    const __m256 one_z = _mm256_sub_ps(_mm256_set1_ps(1.0f), z);
+    st(h_out, m, full, _mm256_fmadd_ps(z, ld(h_prev, m, full), _mm256_mul_ps(one_z, hh)));
+}
+
+FNN_TARGET_AVX2 static inline void gru_bwd_vec(fnn_act act, fnn_act ract, float *zz, float *zr,
+                                               float *zhh, float *hn, const float *h_prev,
+                                               const float *dy, const float *dh,
+                                               float *dh_direct, __m256i m, int full) {
+    const __m256 z = ld(zz, m, full), r = ld(zr, m, full), hh = ld(zhh, m, full);
+    __m256 dhv = ld(dh, m, full);
+    if (dy != NULL) dhv = _mm256_add_ps(dhv, ld(dy, m, full));
+    const __m256 one_z = _mm256_sub_ps(_mm256_set1_ps(1.0f), z);
+    const __m256 dhh = _mm256_mul_ps(_mm256_mul_ps(dhv, one_z), dact_v(act, hh));
+    const __m256 dz = _mm256_mul_ps(_mm256_mul_ps(dhv, _mm256_sub_ps(ld(h_prev, m, full), hh)),
+                                    dact_v(ract, z));
+    st(zr, m, full, _mm256_mul_ps(_mm256_mul_ps(dhh, ld(hn, m, full)), dact_v(ract, r)));
+    st(zz, m, full, dz);
+    st(zhh, m, full, dhh);
+    st(hn, m, full, _mm256_mul_ps(dhh, r));
+    st(dh_direct, m, full, _mm256_mul_ps(dhv, z));
+}
+
+FNN_TARGET_AVX2 static void gru_fwd_row(int64_t n, fnn_act act, fnn_act ract, const float *zx,
+                                        const float *bias, const float *zh, const float *rbias,
+                                        const float *h_prev, float *gates, float *hn,
+                                        int64_t stride, float *h_out) {
+    for (int64_t j = 0; j < n; j += 8) {
+        const int full = j + 8 <= n;
+        const __m256i m = full ? _mm256_set1_epi32(-1) : tail_mask(n - j);
+        gru_fwd_vec(act, ract, zx + j, off(bias, j), off(zh, j), off(rbias, j), h_prev + j,
+                    gates != NULL ? gates + j : NULL, hn != NULL ? hn + j : NULL, stride,
+                    h_out + j, m, full);
+    }
+}
+
+FNN_TARGET_AVX2 static void gru_bwd_row(int64_t n, fnn_act act, fnn_act ract, float *z,
+                                        int64_t stride, float *hn, const float *h_prev,
+                                        const float *dy, const float *dh, float *dh_direct) {
+    for (int64_t j = 0; j < n; j += 8) {
+        const int full = j + 8 <= n;
+        const __m256i m = full ? _mm256_set1_epi32(-1) : tail_mask(n - j);
+        gru_bwd_vec(act, ract, z + j, z + stride + j, z + 2 * stride + j, hn + j, h_prev + j,
+                    off(dy, j), dh + j, dh_direct + j, m, full);
+    }
+}
+
+const fnn_rnn_rows fnn_rnn_rows_avx2 = {rnn_fwd_row, rnn_bwd_row, gru_fwd_row, gru_bwd_row};
 #endif

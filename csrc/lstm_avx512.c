@@ -1,4 +1,4 @@
-/* lstm_avx512.c - the LSTM and SimpleRNN fused passes with AVX-512, 16 units per vector.
+/* lstm_avx512.c - the LSTM, SimpleRNN and GRU fused passes with AVX-512, 16 units per vector.
  * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn / fnn_rnn_*_row_fn. Tails
  * use masked loads and stores, so every unit runs the same instructions wherever it sits in a
  * row. */
@@ -163,5 +163,60 @@ FNN_TARGET_AVX512 static void rnn_bwd_row(int64_t n, fnn_act act, const float *h
     }
 }
 
-const fnn_rnn_rows fnn_rnn_rows_avx512 = {rnn_fwd_row, rnn_bwd_row};
+/* GRU: the recurrent part of a gate, zh + rbias (each if any). */
+FNN_TARGET_AVX512 static inline __m512 rec(const float *zh, const float *rbias, __mmask16 m) {
+    const __m512 v = zh != NULL ? _mm512_maskz_loadu_ps(m, zh) : _mm512_setzero_ps();
+    return rbias != NULL ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, rbias)) : v;
+}
+
+FNN_TARGET_AVX512 static void gru_fwd_row(int64_t n, fnn_act act, fnn_act ract, const float *zx,
+                                          const float *bias, const float *zh,
+                                          const float *rbias, const float *h_prev, float *gates,
+                                          float *hn, int64_t stride, float *h_out) {
+    const int64_t s1 = stride, s2 = 2 * stride;
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        const float *b = off(bias, j), *h = off(zh, j), *rb = off(rbias, j);
+        const __m512 z = act_v(ract, _mm512_add_ps(pre(zx + j, b, NULL, m), rec(h, rb, m)));
+        const __m512 r = act_v(ract, _mm512_add_ps(pre(zx + s1 + j, off(b, s1), NULL, m),
+                                                   rec(off(h, s1), off(rb, s1), m)));
+        const __m512 h_h = rec(off(h, s2), off(rb, s2), m);
+        const __m512 hh = act_v(
+            act, _mm512_add_ps(pre(zx + s2 + j, off(b, s2), NULL, m), _mm512_mul_ps(r, h_h)));
+        if (gates != NULL) {
+            _mm512_mask_storeu_ps(gates + j, m, z);
+            _mm512_mask_storeu_ps(gates + s1 + j, m, r);
+            _mm512_mask_storeu_ps(gates + s2 + j, m, hh);
+            _mm512_mask_storeu_ps(hn + j, m, h_h);
+        }
+        const __m512 one_z = _mm512_sub_ps(_mm512_set1_ps(1.0f), z);
+        _mm512_mask_storeu_ps(h_out + j, m,
+                              _mm512_fmadd_ps(z, _mm512_maskz_loadu_ps(m, h_prev + j),
+                                              _mm512_mul_ps(one_z, hh)));
+    }
+}
+
+FNN_TARGET_AVX512 static void gru_bwd_row(int64_t n, fnn_act act, fnn_act ract, float *z,
+                                          int64_t stride, float *hn, const float *h_prev,
+                                          const float *dy, const float *dh, float *dh_direct) {
+    float *zz = z, *zr = z + stride, *zhh = z + 2 * stride;
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        const __m512 zg = _mm512_maskz_loadu_ps(m, zz + j), r = _mm512_maskz_loadu_ps(m, zr + j);
+        const __m512 hh = _mm512_maskz_loadu_ps(m, zhh + j);
+        __m512 dhv = _mm512_maskz_loadu_ps(m, dh + j);
+        if (dy != NULL) dhv = _mm512_add_ps(dhv, _mm512_maskz_loadu_ps(m, dy + j));
+        const __m512 one_z = _mm512_sub_ps(_mm512_set1_ps(1.0f), zg);
+        const __m512 dhh = _mm512_mul_ps(_mm512_mul_ps(dhv, one_z), dact_v(act, hh));
+        const __m512 diff = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, h_prev + j), hh);
+        const __m512 hnv = _mm512_maskz_loadu_ps(m, hn + j);
+        _mm512_mask_storeu_ps(zz + j, m, _mm512_mul_ps(_mm512_mul_ps(dhv, diff), dact_v(ract, zg)));
+        _mm512_mask_storeu_ps(zr + j, m, _mm512_mul_ps(_mm512_mul_ps(dhh, hnv), dact_v(ract, r)));
+        _mm512_mask_storeu_ps(zhh + j, m, dhh);
+        _mm512_mask_storeu_ps(hn + j, m, _mm512_mul_ps(dhh, r));
+        _mm512_mask_storeu_ps(dh_direct + j, m, _mm512_mul_ps(dhv, zg));
+    }
+}
+
+const fnn_rnn_rows fnn_rnn_rows_avx512 = {rnn_fwd_row, rnn_bwd_row, gru_fwd_row, gru_bwd_row};
 #endif

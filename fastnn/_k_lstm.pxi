@@ -1,4 +1,4 @@
-# LSTM and SimpleRNN wrappers (included by _kernels.pyx): strict forward and backward through
+# LSTM, SimpleRNN and GRU wrappers (included by _kernels.pyx): strict forward and backward through
 # time over a whole sequence. Layout and gate order (i, f, g, o) as Keras; contract in
 # csrc/fastnn.h.
 
@@ -26,6 +26,17 @@ cdef inline int _check_lstm_act(int act, str op, str name) except -1:
         raise ValueError(f"{op}: {name} must be the code of one of {LSTM_ACTIVATIONS} "
                          f"({FNN_ACT_LINEAR}, {FNN_ACT_RELU}, {FNN_ACT_SIGMOID}, "
                          f"{FNN_ACT_TANH}), received {act}")
+    return 0
+
+
+cdef int _check_overwritten(str op, str name, object buf, tuple inputs) except -1:
+    """buf (a saved buffer the backward overwrites) is writeable and overlaps none of the
+    (name, array or None) inputs."""
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>buf):
+        raise ValueError(f"{op}: {name} must be writeable (it is overwritten with dL/dz)")
+    for other, a in inputs:
+        if a is not None and _overlap(<cnp.ndarray>buf, <cnp.ndarray>a):
+            raise ValueError(f"{op}: {name} overlaps {other} in memory; {name} is overwritten")
     return 0
 
 
@@ -135,14 +146,10 @@ def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_l
             _check_lstm_array(a, op, name, shape)
         elif name in ("y", "c_seq", "gates"):
             raise ValueError(f"{op}: {name} is required (the training forward's saved buffer)")
-    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>gates):
-        raise ValueError(f"{op}: gates must be writeable (it is overwritten with dL/dz)")
-    for name, a in (("x", x), ("kernel", kernel), ("recurrent_kernel", recurrent_kernel),
-                    ("h0", h0), ("c0", c0), ("h_mask", h_mask), ("y", y), ("c_seq", c_seq),
-                    ("dy", dy),
-                    ("dh_last", dh_last), ("dc_last", dc_last)):
-        if a is not None and _overlap(<cnp.ndarray>gates, <cnp.ndarray>a):
-            raise ValueError(f"{op}: gates overlaps {name} in memory; gates is overwritten")
+    _check_overwritten(op, "gates", gates, (
+        ("x", x), ("kernel", kernel), ("recurrent_kernel", recurrent_kernel), ("h0", h0),
+        ("c0", c0), ("h_mask", h_mask), ("y", y), ("c_seq", c_seq), ("dy", dy),
+        ("dh_last", dh_last), ("dc_last", dc_last)))
     dx = np.empty((d.batch, d.seq_len, d.input_size), dtype=np.float32) if need_dx else None
     dkernel = np.empty((d.input_size, 4 * units), dtype=np.float32)
     drec = np.empty((units, 4 * units), dtype=np.float32)
@@ -260,5 +267,109 @@ def simple_rnn_bwd(x, kernel, recurrent_kernel, h0, y, dy=None, dh_last=None, *,
     with nogil:
         st = fnn_simple_rnn_bwd_f32(&d, xp, kp, rp, h0p, mp, yp, dyp, dhp, dxp, dkp, drp, dbp,
                                     dh0p, nt)
+    _raise_on_error(st, op)
+    return dx, dkernel, drec, dbias, dh0
+
+
+def gru_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, *, h_mask=None,
+            int activation=FNN_ACT_TANH, int recurrent_activation=FNN_ACT_SIGMOID,
+            bint go_backwards=False, bint training=False, bint return_sequences=True):
+    """GRU forward over a whole sequence (csrc/fastnn.h: fnn_gru_fwd_f32; reset_after=True).
+
+    Strict: every array float32 and C-contiguous. x (batch, seq_len, input_size), kernel
+    (input_size, 3*units), recurrent_kernel (units, 3*units), columns z | r | h; bias
+    (2, 3*units) (input bias, recurrent bias) or None; h0 and h_mask (batch, units) or None.
+
+    Returns (y, h_last, gates, hn_seq): y (batch, seq_len, units) in processing order, or None
+    when return_sequences and training are both False; gates (batch, seq_len, 3*units) and
+    hn_seq (batch, seq_len, units) are what backward needs, None unless training.
+    """
+    cdef str op = "gru_fwd"
+    cdef fnn_rnn_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation,
+                                     recurrent_activation, go_backwards, op, 3)
+    cdef tuple state = (d.batch, d.hidden_size)
+    for name, a, shape in (("bias", bias, (2, 3 * d.hidden_size)), ("h0", h0, state),
+                           ("h_mask", h_mask, state)):
+        if a is not None:
+            _check_lstm_array(a, op, name, shape)
+    y = gates = hn_seq = None
+    if training or return_sequences:
+        y = np.empty((d.batch, d.seq_len, d.hidden_size), dtype=np.float32)
+    if training:
+        gates = np.empty((d.batch, d.seq_len, 3 * d.hidden_size), dtype=np.float32)
+        hn_seq = np.empty((d.batch, d.seq_len, d.hidden_size), dtype=np.float32)
+    h_last = np.empty(state, dtype=np.float32)
+    cdef const float *xp = _f32_ptr(x)
+    cdef const float *kp = _f32_ptr(kernel)
+    cdef const float *rp = _f32_ptr(recurrent_kernel)
+    cdef const float *bp = _f32_ptr(bias)
+    cdef const float *h0p = _f32_ptr(h0)
+    cdef const float *mp = _f32_ptr(h_mask)
+    cdef float *yp = _f32_ptr(y)
+    cdef float *hp = _f32_ptr(h_last)
+    cdef float *gp = _f32_ptr(gates)
+    cdef float *np_ = _f32_ptr(hn_seq)
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_gru_fwd_f32(&d, xp, kp, rp, bp, h0p, mp, yp, hp, gp, np_, nt)
+    _raise_on_error(st, op)
+    return y, h_last, gates, hn_seq
+
+
+def gru_bwd(x, kernel, recurrent_kernel, h0, y, gates, hn_seq, dy=None, dh_last=None, *,
+            h_mask=None, int activation=FNN_ACT_TANH, int recurrent_activation=FNN_ACT_SIGMOID,
+            bint go_backwards=False, bint need_dx=True, bint need_dbias=True,
+            bint need_dh0=True):
+    """GRU backward through time (csrc/fastnn.h: fnn_gru_bwd_f32).
+
+    Strict: x, kernel, recurrent_kernel, h0 (None: zeros), h_mask as given to
+    gru_fwd(training=True), and its y, gates and hn_seq; gates and hn_seq are OVERWRITTEN: they
+    serve one backward only. dy (batch, seq_len, units), dh_last (batch, units): output
+    gradients or None (zero). Returns (dx, dkernel, drecurrent_kernel, dbias (2, 3*units),
+    dh0); those not asked for (need_*=False) are None.
+    """
+    cdef str op = "gru_bwd"
+    cdef fnn_rnn_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation,
+                                     recurrent_activation, go_backwards, op, 3)
+    cdef int64_t units = d.hidden_size
+    cdef tuple state = (d.batch, units), seq = (d.batch, d.seq_len, units)
+    for name, a, shape in (("h0", h0, state), ("h_mask", h_mask, state), ("y", y, seq),
+                           ("gates", gates, (d.batch, d.seq_len, 3 * units)),
+                           ("hn_seq", hn_seq, seq), ("dy", dy, seq),
+                           ("dh_last", dh_last, state)):
+        if a is not None:
+            _check_lstm_array(a, op, name, shape)
+        elif name in ("y", "gates", "hn_seq"):
+            raise ValueError(f"{op}: {name} is required (the training forward's saved buffer)")
+    inputs = (("x", x), ("kernel", kernel), ("recurrent_kernel", recurrent_kernel), ("h0", h0),
+              ("h_mask", h_mask), ("y", y), ("dy", dy), ("dh_last", dh_last))
+    _check_overwritten(op, "gates", gates, inputs + (("hn_seq", hn_seq),))
+    _check_overwritten(op, "hn_seq", hn_seq, inputs)
+    dx = np.empty((d.batch, d.seq_len, d.input_size), dtype=np.float32) if need_dx else None
+    dkernel = np.empty((d.input_size, 3 * units), dtype=np.float32)
+    drec = np.empty((units, 3 * units), dtype=np.float32)
+    dbias = np.empty((2, 3 * units), dtype=np.float32) if need_dbias else None
+    dh0 = np.empty(state, dtype=np.float32) if need_dh0 else None
+    cdef const float *xp = _f32_ptr(x)
+    cdef const float *kp = _f32_ptr(kernel)
+    cdef const float *rp = _f32_ptr(recurrent_kernel)
+    cdef const float *h0p = _f32_ptr(h0)
+    cdef const float *mp = _f32_ptr(h_mask)
+    cdef const float *yp = _f32_ptr(y)
+    cdef float *gp = _f32_ptr(gates)
+    cdef float *np_ = _f32_ptr(hn_seq)
+    cdef const float *dyp = _f32_ptr(dy)
+    cdef const float *dhp = _f32_ptr(dh_last)
+    cdef float *dxp = _f32_ptr(dx)
+    cdef float *dkp = _f32_ptr(dkernel)
+    cdef float *drp = _f32_ptr(drec)
+    cdef float *dbp = _f32_ptr(dbias)
+    cdef float *dh0p = _f32_ptr(dh0)
+    cdef int nt = fnn_get_num_threads()
+    cdef fnn_status st
+    with nogil:
+        st = fnn_gru_bwd_f32(&d, xp, kp, rp, h0p, mp, yp, gp, np_, dyp, dhp, dxp, dkp, drp, dbp,
+                             dh0p, nt)
     _raise_on_error(st, op)
     return dx, dkernel, drec, dbias, dh0

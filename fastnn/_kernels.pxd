@@ -184,3 +184,14 @@ cdef extern from "fastnn.h" nogil:
                                       const float *dy, const float *dh_last, float *dx,
                                       float *dkernel, float *drecurrent_kernel, float *dbias,
                                       float *dh0, int n_threads) noexcept
+    # --- GRU (lstm.c's driver) ----------------------------------------------------------
+    fnn_status fnn_gru_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                               const float *recurrent_kernel, const float *bias,
+                               const float *h0, const float *h_mask, float *y, float *h_last,
+                               float *gates, float *hn_seq, int n_threads) noexcept
+    fnn_status fnn_gru_bwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
+                               const float *recurrent_kernel, const float *h0,
+                               const float *h_mask, const float *y, float *gates,
+                               float *hn_seq, const float *dy, const float *dh_last,
+                               float *dx, float *dkernel, float *drecurrent_kernel,
+                               float *dbias, float *dh0, int n_threads) noexcept

@@ -45,6 +45,16 @@ def _act_code(name, op: str, arg: str) -> int:
     return _LSTM_ACTS[key]
 
 
+def _inputs(op: str, x, kernel, recurrent_kernel, **optional):
+    """((x, kernel, recurrent_kernel), (the optional arrays in the order given, None passing))
+    as float32 arrays the kernels take."""
+    weights = ((x, "x"), (kernel, "kernel"), (recurrent_kernel, "recurrent_kernel"))
+    return (
+        tuple(_f32(a, op, name) for a, name in weights),
+        tuple(_f32(a, op, name, optional=True) for name, a in optional.items()),
+    )
+
+
 def _output_grads(op: str, cache, d_outputs, dh_last):
     """(dy, dh_last) for the kernel from the gradient of the outputs the forward returned (the
     sequence, or the last h, which then adds to dh_last) and of its returned h_last."""
@@ -61,7 +71,33 @@ def _output_grads(op: str, cache, d_outputs, dh_last):
     return None, d_outputs if dh_last is None else d_outputs + dh_last
 
 
-class LSTMCache:
+class _SingleUseCache:
+    """Fields given by keyword; `consumed` once a backward kernel has overwritten the saved
+    buffers with gradients (see _check_cache)."""
+
+    __slots__ = ("consumed",)
+
+    def __init__(self, **fields):
+        for key, value in fields.items():
+            setattr(self, key, value)
+        self.consumed = False
+
+
+def _check_cache(op: str, cache, cls: type, forward: str) -> None:
+    """Refuses anything but an unused cls cache of `forward`(training=True)."""
+    if not isinstance(cache, cls):
+        raise TypeError(
+            f"{op}: cache must be the {cls.__name__} of {forward}(training=True), "
+            f"received {type(cache).__name__}"
+        )
+    if cache.consumed:
+        raise ValueError(
+            f"{op}: this cache was already used by a backward pass (the kernel "
+            f"overwrites the saved gates); run {forward}(training=True) again"
+        )
+
+
+class LSTMCache(_SingleUseCache):
     """What lstm_backward needs from a training forward. Single use: the backward kernel
     overwrites the saved gates with their gradient, so a cache serves one backward pass."""
 
@@ -69,7 +105,6 @@ class LSTMCache:
         "activation",
         "c0",
         "c_seq",
-        "consumed",
         "gates",
         "go_backwards",
         "h0",
@@ -82,11 +117,6 @@ class LSTMCache:
         "x",
         "y",
     )
-
-    def __init__(self, **fields):
-        for key, value in fields.items():
-            setattr(self, key, value)
-        self.consumed = False
 
 
 class LSTMGrads(NamedTuple):
@@ -202,16 +232,7 @@ def lstm_backward(
         already used.
     """
     op = "lstm_backward"
-    if not isinstance(cache, LSTMCache):
-        raise TypeError(
-            f"{op}: cache must be the LSTMCache of lstm_forward(training=True), "
-            f"received {type(cache).__name__}"
-        )
-    if cache.consumed:
-        raise ValueError(
-            f"{op}: this cache was already used by a backward pass (the kernel "
-            "overwrites the saved gates); run lstm_forward(training=True) again"
-        )
+    _check_cache(op, cache, LSTMCache, "lstm_forward")
     dy, dh_last = _output_grads(op, cache, d_outputs, dh_last)
     dc_last = _f32(dc_last, op, "dc_last", optional=True)
     grads = _kernels.lstm_bwd(
@@ -281,16 +302,8 @@ def simple_rnn_forward(
     """Runs a SimpleRNN, h_t = activation(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel),
     over whole sequences (Keras layout).
 
-    Args:
-        x: (batch, time, features) float32.
-        kernel: (features, units); recurrent_kernel: (units, units); bias: (units,) or None.
-        h0: (batch, units) initial state, or None for zeros.
-        training: keep what simple_rnn_backward needs (returned as the cache).
-        return_sequences: outputs is every step's h (batch, time, units), else h_last.
-        go_backwards: process time steps in reverse; outputs stay in processing order.
-        activation: 'tanh', 'sigmoid', 'relu' or 'linear'.
-        recurrent_mask: (batch, units) or None; multiplies h_{t-1} where it enters the
-            recurrent kernel (recurrent dropout, 1/(1-rate) scale included).
+    Args: as lstm_forward's, except kernel (features, units), recurrent_kernel (units,
+        units), bias (units,) or None, no c0 and no recurrent_activation.
 
     Returns:
         (outputs, h_last, cache); cache is a SimpleRNNCache when training, else None.
@@ -301,28 +314,16 @@ def simple_rnn_forward(
     """
     op = "simple_rnn_forward"
     act = _act_code(activation, op, "activation")
-    x, kernel = _f32(x, op, "x"), _f32(kernel, op, "kernel")
-    recurrent_kernel = _f32(recurrent_kernel, op, "recurrent_kernel")
-    bias, h0, h_mask = (
-        _f32(a, op, n, optional=True)
-        for a, n in ((bias, "bias"), (h0, "h0"), (recurrent_mask, "recurrent_mask"))
+    weights, (bias, h0, h_mask) = _inputs(
+        op, x, kernel, recurrent_kernel, bias=bias, h0=h0, recurrent_mask=recurrent_mask
     )
+    flags = {"go_backwards": go_backwards, "return_sequences": return_sequences}
     y, h_last = _kernels.simple_rnn_fwd(
-        x,
-        kernel,
-        recurrent_kernel,
-        bias,
-        h0,
-        h_mask=h_mask,
-        activation=act,
-        go_backwards=go_backwards,
-        training=training,
-        return_sequences=return_sequences,
+        *weights, bias, h0, h_mask=h_mask, activation=act, training=training, **flags
     )
     cache = None
     if training:  # SimpleRNNCache's fields in order
-        inputs = (x, kernel, recurrent_kernel, bias is not None, h0, h_mask)
-        cache = SimpleRNNCache(*inputs, y, act, go_backwards, return_sequences)
+        cache = SimpleRNNCache(*weights, bias is not None, h0, h_mask, y, act, *flags.values())
     return (y if return_sequences else h_last), h_last, cache
 
 
@@ -331,12 +332,8 @@ def simple_rnn_backward(
 ) -> SimpleRNNGrads:
     """Backward through time of simple_rnn_forward(training=True).
 
-    Args:
-        cache: the SimpleRNNCache of that forward.
-        d_outputs: gradient of outputs, (batch, time, units) or (batch, units) as the forward
-            returned them, or None (zero).
-        dh_last: gradient of the returned final state, or None (zero).
-        need_dx: compute dx (skip it for a first layer).
+    Args: as lstm_backward's, with the SimpleRNNCache of that forward (read only: it serves
+        any number of backwards) and no dc_last.
 
     Returns:
         SimpleRNNGrads(dx, dkernel, drecurrent_kernel, dbias, dh0); dbias is None without a

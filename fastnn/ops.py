@@ -3,7 +3,7 @@ without layers. Lenient at the edge: they take any layout of a float32 array (co
 what the kernel cannot take) and refuse other dtypes with a TypeError.
 
 Images are NHWC (batch, height, width, channels) and convolution kernels HWIO, as in Keras;
-LSTM and SimpleRNN weights use Keras's layout (LSTM gate order i, f, c, o).
+LSTM, GRU and SimpleRNN weights use Keras's layout (gate order i, f, c, o and z, r, h).
 """
 
 from fastnn._kernels import matmul
@@ -20,6 +20,7 @@ from fastnn._ops_conv import (
     max_pool2d,
     max_pool2d_backward,
 )
+from fastnn._ops_gru import GRUCache, GRUGrads, gru_backward, gru_forward
 from fastnn._ops_lstm import (
     LSTMCache,
     LSTMGrads,
@@ -32,6 +33,8 @@ from fastnn._ops_lstm import (
 )
 
 __all__ = [
+    "GRUCache",
+    "GRUGrads",
     "LSTMCache",
     "LSTMGrads",
     "SimpleRNNCache",
@@ -45,6 +48,8 @@ __all__ = [
     "global_avg_pool2d_backward",
     "global_max_pool2d",
     "global_max_pool2d_backward",
+    "gru_backward",
+    "gru_forward",
     "lstm_backward",
     "lstm_forward",
     "matmul",

@@ -187,3 +187,62 @@ def ref_simple_rnn_grads(
         dh = (dz @ rkernel.T) * mask
     dx = dxs[:, ::-1] if go_backwards else dxs
     return dx, dkernel, drkernel, dbias, dh
+
+
+def ref_gru(
+    x, kernel, rkernel, bias=None, h0=None, act="tanh", ract="sigmoid", go_backwards=False,
+    h_mask=None, dtype=np.float64,
+):
+    """GRU forward (Keras, reset_after=True, gates z, r, h) in float64 (or dtype). bias is
+    (2, 3*units): input bias, recurrent bias. Returns (y, h_last, steps)."""
+    x, kernel, rkernel = (np.asarray(a, dtype) for a in (x, kernel, rkernel))
+    batch, time, _ = x.shape
+    units = rkernel.shape[0]
+    b = np.zeros((2, 3 * units), dtype) if bias is None else np.asarray(bias, dtype)
+    h = np.zeros((batch, units), dtype) if h0 is None else np.asarray(h0, dtype)
+    mask = np.ones((batch, units), dtype) if h_mask is None else np.asarray(h_mask, dtype)
+    xs = x[:, ::-1] if go_backwards else x
+    ys, steps = [], []
+    for s in range(time):
+        xz, xr, xh = np.split(xs[:, s] @ kernel + b[0], 3, axis=1)
+        hz, hr, hn = np.split((h * mask) @ rkernel + b[1], 3, axis=1)
+        z, r = _act(ract, xz + hz), _act(ract, xr + hr)
+        hh = _act(act, xh + r * hn)
+        steps.append((z, r, hh, hn, h, h * mask))
+        h = z * h + (1 - z) * hh
+        ys.append(h)
+    y = np.stack(ys, axis=1) if time else np.zeros((batch, 0, units), dtype)
+    return y, h, steps
+
+
+def ref_gru_grads(
+    x, kernel, rkernel, bias, h0, dy, dh_last, act="tanh", ract="sigmoid", go_backwards=False,
+    h_mask=None, dtype=np.float64,
+):
+    """GRU backward through time in float64: (dx, dkernel, drecurrent_kernel, dbias (2,
+    3*units), dh0)."""
+    _, _, steps = ref_gru(x, kernel, rkernel, bias, h0, act, ract, go_backwards, h_mask, dtype)
+    x, kernel, rkernel = (np.asarray(a, dtype) for a in (x, kernel, rkernel))
+    batch, time, _ = x.shape
+    units = rkernel.shape[0]
+    mask = np.ones((batch, units), dtype) if h_mask is None else np.asarray(h_mask, dtype)
+    xs = x[:, ::-1] if go_backwards else x
+    dkernel, drkernel = np.zeros_like(kernel), np.zeros_like(rkernel)
+    dbias, dxs = np.zeros((2, 3 * units), dtype), np.zeros_like(x)
+    dh = np.zeros((batch, units), dtype) if dh_last is None else np.asarray(dh_last, dtype)
+    for s in reversed(range(time)):
+        z, r, hh, hn, h_prev, h_prev_masked = steps[s]
+        if dy is not None:
+            dh = dh + np.asarray(dy, dtype)[:, s]
+        dhh = dh * (1 - z) * _dact(act, hh)
+        dz = dh * (h_prev - hh) * _dact(ract, z)
+        dr = dhh * hn * _dact(ract, r)
+        dzx = np.concatenate([dz, dr, dhh], axis=1)
+        dzh = np.concatenate([dz, dr, dhh * r], axis=1)
+        dkernel += xs[:, s].T @ dzx
+        drkernel += h_prev_masked.T @ dzh
+        dbias += np.stack([dzx.sum(axis=0), dzh.sum(axis=0)])
+        dxs[:, s] = dzx @ kernel.T
+        dh = (dzh @ rkernel.T) * mask + dh * z
+    dx = dxs[:, ::-1] if go_backwards else dxs
+    return dx, dkernel, drkernel, dbias, dh

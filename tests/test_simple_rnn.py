@@ -16,15 +16,18 @@ GRAD_NAMES = ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0")
 KEYS = ("x", "kernel", "rkernel", "bias", "h0")
 
 
-def make_case(rng, batch, time, features, units, states=True, bias=True, scale=0.5):
+def make_case(rng, batch, time, features, units, states=True, bias=True, scale=0.5, gates=1,
+              bias_shape=None):
+    """Arrays of one case; gates: column blocks of the weights; bias_shape: (gates*units,)
+    unless given."""
     def f32(*shape, s=1.0):
         return (rng.standard_normal(shape) * s).astype(np.float32)
 
     return {
         "x": f32(batch, time, features),
-        "kernel": f32(features, units, s=scale / np.sqrt(max(features, 1))),
-        "rkernel": f32(units, units, s=scale / np.sqrt(units)),
-        "bias": f32(units, s=0.5) if bias else None,
+        "kernel": f32(features, gates * units, s=scale / np.sqrt(max(features, 1))),
+        "rkernel": f32(units, gates * units, s=scale / np.sqrt(units)),
+        "bias": f32(*(bias_shape or (gates * units,)), s=0.5) if bias else None,
         "h0": f32(batch, units) if states else None,
         "dy": f32(batch, time, units),
         "dh": f32(batch, units),
@@ -74,35 +77,35 @@ def test_activations(isa, rng, act):
     assert_matches_reference(c, fwd, grads, act=act)
 
 
-def test_backward_matches_finite_differences(isa, rng):
-    """The float64 reference's BPTT against central differences of its own forward (tight),
-    and the float32 kernels' gradients against those of the float32 forward (loose)."""
-    c = make_case(rng, 2, 3, 2, 3)
-    mask = np.array([[1.0, 0.0, 2.0], [2.0, 2.0, 0.0]], np.float32)
+def check_finite_differences(c, ref_forward, ref_grads, kernel_forward, run):
+    """On case c (its KEYS arrays, dy, dh), go_backwards and a recurrent mask, for the loss
+    sum(y * dy) + sum(h_last * dh): the float64 reference's BPTT (ref_grads) against central
+    differences of ref_forward (tight), and the float32 kernels' gradients (run) against
+    those of kernel_forward (loose)."""
+    units = c["h0"].shape[1]
+    mask = (np.arange(2 * units).reshape(2, units) % 3 != 1).astype(np.float32) * 2
     flags = {"go_backwards": True, "h_mask": mask}
-    want = ref_simple_rnn_grads(*(c[k] for k in KEYS), c["dy"], c["dh"], **flags)
-    _, got = run_kernels(c, **flags)
+    want = ref_grads(*(c[k] for k in KEYS), c["dy"], c["dh"], **flags)
+    _, got = run(c, **flags)
 
-    def ref_loss(key):
+    def loss(key, forward, cast):
         def f(v):
-            y, h = ref_simple_rnn(*({**c, key: v}[k] for k in KEYS), **flags)
-            return np.sum(y * c["dy"]) + np.sum(h * c["dh"])
-
-        return f
-
-    def kernel_loss(key):
-        def f(v):
-            arrays = {**c, key: v.astype(np.float32)}
-            y, h = _kernels.simple_rnn_fwd(*(arrays[k] for k in KEYS), **flags)
+            y, h = forward(*({**c, key: cast(v)}[k] for k in KEYS), **flags)[:2]
             return np.sum(y * c["dy"], dtype=np.float64) + np.sum(h * c["dh"], dtype=np.float64)
 
         return f
 
     for name, key, w, g in zip(GRAD_NAMES, KEYS, want, got):
-        fd = numerical_grad(ref_loss(key), c[key])
+        fd = numerical_grad(loss(key, ref_forward, np.asarray), c[key])
         np.testing.assert_allclose(w, fd, rtol=1e-6, atol=1e-7, err_msg=name)
-        fd32 = numerical_grad(kernel_loss(key), c[key], eps=1e-2)
+        fd32 = numerical_grad(loss(key, kernel_forward, np.float32), c[key], eps=1e-2)
         np.testing.assert_allclose(g, fd32, rtol=2e-3, atol=2e-3, err_msg=name)
+
+
+def test_backward_matches_finite_differences(isa, rng):
+    c = make_case(rng, 2, 3, 2, 3)
+    check_finite_differences(c, ref_simple_rnn, ref_simple_rnn_grads, _kernels.simple_rnn_fwd,
+                             run_kernels)
 
 
 # --- properties of the kernels -----------------------------------------------------------------
@@ -127,9 +130,15 @@ def test_bitwise_identical_for_any_thread_count(isa, n_threads, rng, go_backward
     """Steps big enough for several time-loop threads: batch 64 fuses x_t @ kernel into each
     step's GEMM (rows and units split), batch 3 takes the projection GEMM (units split)."""
     c = make_case(rng, *shape, scale=0.3)
-    fwd, grads = run_kernels(c, go_backwards=go_backwards)
-    fastnn.set_num_threads(1)  # the n_threads fixture restores the count afterwards
-    fwd1, grads1 = run_kernels(c, go_backwards=go_backwards)
+    assert_same_bits_on_one_thread(lambda: run_kernels(c, go_backwards=go_backwards))
+
+
+def assert_same_bits_on_one_thread(run):
+    """run() -> (outputs, gradients) at the n_threads fixture's count (which it restores
+    afterwards) gives the bits of run() on one thread."""
+    fwd, grads = run()
+    fastnn.set_num_threads(1)
+    fwd1, grads1 = run()
     for got, want in zip(fwd + grads, fwd1 + grads1):
         np.testing.assert_array_equal(got, want)
 
