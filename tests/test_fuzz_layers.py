@@ -204,9 +204,9 @@ def make_recurrent(data, in_shape, ctx):
         return None
     acts = ("tanh", "sigmoid") if ctx["train"] else ("tanh", "sigmoid", "relu", "linear")
     rate = 0.0 if ctx["train"] else data.draw(st.sampled_from((0.0, 0.3)), label="dropouts")
-    cls = data.draw(st.sampled_from((layers.LSTM, layers.SimpleRNN)), label="cell")
+    cls = data.draw(st.sampled_from((layers.LSTM, layers.GRU, layers.SimpleRNN)), label="cell")
     extra = {}
-    if cls is layers.LSTM:
+    if cls is not layers.SimpleRNN:
         extra["recurrent_activation"] = data.draw(st.sampled_from(("sigmoid", "tanh")),
                                                   label="ract")
     return cls(
@@ -228,6 +228,9 @@ def lstm_forward(layer, weights, x, err_x, training):
         if isinstance(layer, layers.SimpleRNN):
             y, h = lstm_reference.ref_simple_rnn(x, kernel, rkernel, bias, None,
                                                  layer.activation, layer.go_backwards)
+        elif isinstance(layer, layers.GRU):
+            y, h, _ = lstm_reference.ref_gru(x, kernel, rkernel, bias, None, layer.activation,
+                                             layer.recurrent_activation, layer.go_backwards)
         else:
             y, h, _, _ = lstm_reference.ref_lstm(x, kernel, rkernel, bias, None, None,
                                                  layer.activation, layer.recurrent_activation,
@@ -247,6 +250,10 @@ def lstm_backward(layer, weights, ref, grad, grad_is_logits):
         dx, dk, drk, db, _ = lstm_reference.ref_simple_rnn_grads(
             ref.cache["x"], kernel, rkernel, bias, None, dy, dh_last, layer.activation,
             layer.go_backwards)
+    elif isinstance(layer, layers.GRU):
+        dx, dk, drk, db, _ = lstm_reference.ref_gru_grads(
+            ref.cache["x"], kernel, rkernel, bias, None, dy, dh_last, layer.activation,
+            layer.recurrent_activation, layer.go_backwards)
     else:
         dx, dk, drk, db, _, _ = lstm_reference.ref_lstm_grads(
             ref.cache["x"], kernel, rkernel, bias, None, None, dy, dh_last, None,
@@ -457,7 +464,7 @@ LAYERS = [
 ]
 SPEC_OF = {s.name: s for s in LAYERS}
 SPEC_OF.update({"ReLU": SPEC_OF["Activation"], "Softmax": SPEC_OF["Activation"]})
-SPEC_OF["SimpleRNN"] = SPEC_OF["LSTM"]
+SPEC_OF["SimpleRNN"] = SPEC_OF["GRU"] = SPEC_OF["LSTM"]
 SPEC_OF.update({name: SPEC_OF["Conv"] for name in ("Conv2D", "Conv1D")})
 SPEC_OF.update({name: SPEC_OF["Pooling"] for name in (
     "MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D")})

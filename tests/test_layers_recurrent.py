@@ -95,7 +95,7 @@ def test_lstm_dropout_masks(rng):
     kernel, rkernel, bias = _weights(layer)
     _close(plain, ref_lstm(x, kernel, rkernel, bias)[0])
     y = layer.call(x, training=True)
-    _, _, _, h_mask, in_mask, _, _, _, _ = layer._saved
+    h_mask, in_mask = layer._saved["h_mask"], layer._saved["in_mask"]
     assert set(np.unique(in_mask)) <= {0.0, np.float32(1 / 0.6)}
     assert in_mask.shape == (6, 1, 4) and h_mask.shape == (6, 8)
     xm = x * in_mask

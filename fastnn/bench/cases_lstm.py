@@ -39,12 +39,24 @@ class NumpyRecurrent:
         self.dxt = np.empty_like(self.xt)
         self.dx = np.empty_like(x)
 
-    def _weight_grads(self, dz):
-        """(dx, dkernel, drecurrent_kernel, dbias) from dz (time*batch, gates*units)."""
+    @staticmethod
+    def _sigmoid_(a):
+        """sigmoid(a) in place, as 0.5 * tanh(0.5 * a) + 0.5 (one transcendental pass)."""
+        np.multiply(a, 0.5, out=a)
+        np.tanh(a, out=a)
+        np.multiply(a, 0.5, out=a)
+        np.add(a, 0.5, out=a)
+
+    def _weight_grads(self, dz, dzh=None):
+        """(dx, dkernel, drecurrent_kernel, dbias) from dz (time*batch, gates*units), the
+        gradient of the pre-activations; dzh: that of the recurrent part where it differs
+        (the GRU's), which then also gives the second row of a (2, gates*units) bias."""
         batch, time, features, units = self.shape
+        dzh = dz if dzh is None else dzh
         np.matmul(self.xt.reshape(time * batch, features).T, dz, out=self.dkernel)
-        np.matmul(self.h[:time].reshape(time * batch, units).T, dz, out=self.drkernel)
-        np.sum(dz, axis=0, out=self.dbias)
+        np.matmul(self.h[:time].reshape(time * batch, units).T, dzh, out=self.drkernel)
+        for row, d in zip(self.dbias.reshape(-1, dz.shape[1]), (dz, dzh)):
+            np.sum(d, axis=0, out=row)
         np.matmul(dz, self.kernel.T, out=self.dxt.reshape(time * batch, features))
         np.copyto(self.dx, self.dxt.transpose(1, 0, 2))
         return self.dx, self.dkernel, self.drkernel, self.dbias
@@ -71,13 +83,6 @@ class NumpyLSTM(NumpyRecurrent):
         self.dh = np.empty((batch, units), f32)
         self.dc = np.empty((batch, units), f32)
         self.t1 = np.empty((batch, units), f32)
-
-    @staticmethod
-    def _sigmoid_(a):
-        np.multiply(a, 0.5, out=a)
-        np.tanh(a, out=a)
-        np.multiply(a, 0.5, out=a)
-        np.add(a, 0.5, out=a)
 
     def forward(self):
         batch, time, features, units = self.shape

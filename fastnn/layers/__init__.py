@@ -26,9 +26,10 @@ from fastnn.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
-from fastnn.layers.recurrent import LSTM, SimpleRNN
+from fastnn.layers.recurrent import GRU, LSTM, SimpleRNN
 
 __all__ = [
+    "GRU",
     "LSTM",
     "Activation",
     "AveragePooling2D",

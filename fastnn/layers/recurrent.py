@@ -1,9 +1,10 @@
-"""Recurrent layers: LSTM and SimpleRNN over whole sequences.
+"""Recurrent layers: LSTM, GRU and SimpleRNN over whole sequences.
 
 One C kernel call runs the whole sequence forward (fastnn.ops / csrc/lstm.c: every step's input
 projection in one GEMM, then per step the recurrent GEMM and one fused gate pass) and one call
-runs backward through time. The training forward keeps the kernel's saved buffers (the LSTM:
-every h, c and activated gate; the SimpleRNN: every h) until `backward`.
+runs backward through time. The training forward keeps the kernel's saved buffers (every h;
+the LSTM's c and activated gates, the GRU's gates and recurrent candidate part) until
+`backward`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class _Recurrent(Layer):
 
     gates = 1
     state_names = ("h0",)
+    bias_rows = ()  # the bias is bias_rows + (gates*units,)
+    # the kernels (fastnn._kernels) and the names of the buffers the forward returns after
+    # the final states (fwd_saved) and the backward takes after y (bwd_saved)
+    fwd_kernel = bwd_kernel = None
+    fwd_saved = bwd_saved = ()
 
     def __init__(
         self,
@@ -106,7 +112,10 @@ class _Recurrent(Layer):
         )
         if self.use_bias:
             self.bias = self.add_weight(
-                (columns,), self.bias_initializer, self.bias_regularizer, name="bias"
+                self.bias_rows + (columns,),
+                self.bias_initializer,
+                self.bias_regularizer,
+                name="bias",
             )
         self._rng = _random.generator_from_seed(self.seed)
 
@@ -138,10 +147,71 @@ class _Recurrent(Layer):
             h_mask = self._mask((x.shape[0], self.units), self.recurrent_dropout)
         return x, in_mask, h_mask
 
+    def _codes(self) -> dict:
+        """The kernels' activation and direction arguments."""
+        return {"activation": _KERNEL_ACTS[self.activation], "go_backwards": self.go_backwards}
+
+    def _kernel_forward(self, x, states, h_mask, training):
+        """The forward kernel (fwd_kernel) over x from `states` (None: zeros): (y or None, the
+        final states, {name: the buffers it saved for backward, fwd_saved})."""
+        out = self.fwd_kernel(
+            x,
+            self.kernel,
+            self.recurrent_kernel,
+            self.bias,
+            *states,
+            h_mask=h_mask,
+            training=training,
+            return_sequences=self.return_sequences,
+            **self._codes(),
+        )
+        n = len(self.state_names)
+        return out[0], list(out[1 : 1 + n]), dict(zip(self.fwd_saved, out[1 + n :]))
+
+    def _kernel_backward(self, saved, dy, dh_last, *more):
+        """The backward kernel (bwd_kernel) on the forward's saved dict; more: the gradients
+        of the other returned states. Returns (dx, dkernel, drec, dbias)."""
+        weights = (self.kernel, self.recurrent_kernel)
+        grads = self.bwd_kernel(
+            saved["x"],
+            *weights,
+            *saved["states"],
+            saved["y"],
+            *(saved[name] for name in self.bwd_saved),
+            dy,
+            dh_last,
+            *more,
+            h_mask=saved["h_mask"],
+            **self._needs(),
+            **self._codes(),
+        )
+        return grads[:4]
+
     def _forward(self, x, training, states):
-        """Runs the kernel over x from `states` (None: zeros); sets self.states and, in
-        training, self._saved; returns the output."""
-        raise NotImplementedError
+        x, in_mask, h_mask = self._dropout(x, training)
+        y, self.states, kept = self._kernel_forward(x, states, h_mask, training)
+        self._saved = None
+        if training:
+            self._saved = {
+                "x": x,
+                "states": states,
+                "h_mask": h_mask,
+                "in_mask": in_mask,
+                "y": y,
+                **kept,
+            }
+        return y if self.return_sequences else self.states[0]
+
+    def backward(self, grad_out, dh_last=None):
+        """dL/d(output) (plus optional dL/d(h_last) of the returned state) -> dL/d(input);
+        fills self.grads. Consumes the training forward's saved buffers."""
+        return self._backward(grad_out, dh_last)
+
+    def _backward(self, grad_out, dh_last, *more):
+        saved = self._take_saved()
+        dy, dh_last = self._output_grads(grad_out, dh_last)
+        dx, dkernel, drec, dbias = self._kernel_backward(saved, dy, dh_last, *more)
+        return self._finish_backward(dx, dkernel, drec, dbias, saved["in_mask"])
 
     def call(self, x, training=False):
         return self._forward(x, training, [None] * len(self.state_names))
@@ -230,7 +300,27 @@ class _Recurrent(Layer):
         }
 
 
-class LSTM(_Recurrent):
+class _GatedRecurrent(_Recurrent):
+    """A recurrent layer with gates under recurrent_activation (LSTM, GRU): Keras puts it
+    third, before use_bias and the rest of the base layer's arguments."""
+
+    def __init__(
+        self, units: int, activation="tanh", recurrent_activation="sigmoid", *args, **kwargs
+    ):
+        super().__init__(units, activation, *args, **kwargs)
+        self.recurrent_activation = _kernel_activation(
+            type(self).__name__, "recurrent_activation", recurrent_activation
+        )
+
+    def _codes(self) -> dict:
+        ract = _KERNEL_ACTS[self.recurrent_activation]
+        return {**super()._codes(), "recurrent_activation": ract}
+
+    def get_config(self):
+        return {**super().get_config(), "recurrent_activation": self.recurrent_activation}
+
+
+class LSTM(_GatedRecurrent):
     """Long short-term memory (Hochreiter 1997), Keras's LSTM layer.
 
     (batch, time, features) -> (batch, units), or (batch, time, units) with return_sequences.
@@ -246,6 +336,8 @@ class LSTM(_Recurrent):
 
     gates = 4
     state_names = ("h0", "c0")
+    fwd_kernel, bwd_kernel = staticmethod(_kernels.lstm_fwd), staticmethod(_kernels.lstm_bwd)
+    fwd_saved, bwd_saved = ("gates", "c_seq"), ("c_seq", "gates")
 
     def __init__(
         self,
@@ -262,14 +354,12 @@ class LSTM(_Recurrent):
         super().__init__(
             units,
             activation,
+            recurrent_activation,
             use_bias,
             kernel_initializer,
             recurrent_initializer,
             bias_initializer,
             **kwargs,
-        )
-        self.recurrent_activation = _kernel_activation(
-            "LSTM", "recurrent_activation", recurrent_activation
         )
         self.unit_forget_bias = bool(unit_forget_bias)
 
@@ -278,60 +368,46 @@ class LSTM(_Recurrent):
         if self.use_bias and self.unit_forget_bias:
             self.bias[self.units : 2 * self.units] = 1.0
 
-    def _forward(self, x, training, states):
-        h0, c0 = states
-        codes = {
-            "activation": _KERNEL_ACTS[self.activation],
-            "recurrent_activation": _KERNEL_ACTS[self.recurrent_activation],
-            "go_backwards": self.go_backwards,
-        }
-        x, in_mask, h_mask = self._dropout(x, training)
-        y, h_last, c_last, gates, c_seq = _kernels.lstm_fwd(
-            x,
-            self.kernel,
-            self.recurrent_kernel,
-            self.bias,
-            h0,
-            c0,
-            h_mask=h_mask,
-            training=training,
-            return_sequences=self.return_sequences,
-            **codes,
-        )
-        self._saved = (x, h0, c0, h_mask, in_mask, y, gates, c_seq, codes) if training else None
-        self.states = [h_last, c_last]
-        return y if self.return_sequences else h_last
-
     def backward(self, grad_out, dh_last=None, dc_last=None):
         """dL/d(output) (plus optional dL/d(h_last), dL/d(c_last) of the returned states) ->
         dL/d(input); fills self.grads. Consumes the training forward's saved buffers."""
-        x, h0, c0, h_mask, in_mask, y, gates, c_seq, codes = self._take_saved()
-        dy, dh_last = self._output_grads(grad_out, dh_last)
-        dx, dkernel, drec, dbias, _, _ = _kernels.lstm_bwd(
-            x,
-            self.kernel,
-            self.recurrent_kernel,
-            h0,
-            c0,
-            y,
-            c_seq,
-            gates,
-            dy,
-            dh_last,
-            dc_last,
-            h_mask=h_mask,
-            need_dc0=False,
-            **self._needs(),
-            **codes,
-        )
-        return self._finish_backward(dx, dkernel, drec, dbias, in_mask)
+        return self._backward(grad_out, dh_last, dc_last)
+
+    def _needs(self) -> dict:
+        return {**super()._needs(), "need_dc0": False}
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "recurrent_activation": self.recurrent_activation,
-            "unit_forget_bias": self.unit_forget_bias,
-        }
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
+
+
+class GRU(_GatedRecurrent):
+    """Gated recurrent unit (Cho 2014), Keras's GRU layer with reset_after=True (its default).
+
+    (batch, time, features) -> (batch, units), or (batch, time, units) with return_sequences.
+    Weights in Keras's layout: kernel (features, 3*units), recurrent_kernel (units, 3*units),
+    gates ordered z, r, h; bias (2, 3*units): input bias, recurrent bias. Per step:
+    z = recurrent_activation(x W_z + b_z + h U_z + rb_z), r likewise,
+    hh = activation(x W_h + b_h + r * (h U_h + rb_h)), h_t = z * h_{t-1} + (1 - z) * hh.
+
+    dropout and recurrent_dropout as the LSTM's. With return_state, calling the layer directly
+    returns [output, h_last].
+    """
+
+    gates = 3
+    bias_rows = (2,)
+    fwd_kernel, bwd_kernel = staticmethod(_kernels.gru_fwd), staticmethod(_kernels.gru_bwd)
+    fwd_saved = bwd_saved = ("gates", "hn_seq")
+
+    def __init__(self, units: int, *args, reset_after: bool = True, **kwargs):
+        if not reset_after:
+            raise NotImplementedError(
+                "GRU: reset_after=False (the reset gate applied before the recurrent kernel) "
+                "is not supported; the kernels implement Keras 3's default reset_after=True"
+            )
+        super().__init__(units, *args, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "reset_after": True}
 
 
 class SimpleRNN(_Recurrent):
@@ -345,31 +421,5 @@ class SimpleRNN(_Recurrent):
     returns [output, h_last].
     """
 
-    def _forward(self, x, training, states):
-        (h0,) = states
-        codes = {"activation": _KERNEL_ACTS[self.activation], "go_backwards": self.go_backwards}
-        x, in_mask, h_mask = self._dropout(x, training)
-        weights = (self.kernel, self.recurrent_kernel, self.bias)
-        y, h_last = _kernels.simple_rnn_fwd(
-            x,
-            *weights,
-            h0,
-            h_mask=h_mask,
-            training=training,
-            return_sequences=self.return_sequences,
-            **codes,
-        )
-        self._saved = (x, h0, h_mask, in_mask, y, codes) if training else None
-        self.states = [h_last]
-        return y if self.return_sequences else h_last
-
-    def backward(self, grad_out, dh_last=None):
-        """dL/d(output) (plus optional dL/d(h_last) of the returned state) -> dL/d(input);
-        fills self.grads."""
-        x, h0, h_mask, in_mask, y, codes = self._take_saved()
-        dy, dh_last = self._output_grads(grad_out, dh_last)
-        weights = (self.kernel, self.recurrent_kernel)
-        dx, dkernel, drec, dbias, _ = _kernels.simple_rnn_bwd(
-            x, *weights, h0, y, dy, dh_last, h_mask=h_mask, **self._needs(), **codes
-        )
-        return self._finish_backward(dx, dkernel, drec, dbias, in_mask)
+    fwd_kernel = staticmethod(_kernels.simple_rnn_fwd)
+    bwd_kernel = staticmethod(_kernels.simple_rnn_bwd)
