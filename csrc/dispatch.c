@@ -181,7 +181,7 @@ static void init_tables(void) {
     table_avx512.lstm_fwd_row = fnn_lstm_fwd_row_f32_avx512;
     table_avx512.lstm_bwd_row = fnn_lstm_bwd_row_f32_avx512;
 #endif
-    /* SimpleRNN fused passes */
+    /* SimpleRNN and GRU fused passes */
     table_ref.rnn = fnn_rnn_rows_ref;
 #ifdef FNN_X86_64
     table_avx2.rnn = fnn_rnn_rows_avx2;

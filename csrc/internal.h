@@ -264,7 +264,7 @@ void fnn_dropout_f32_avx512(uint64_t key, uint32_t threshold, float scale, int64
                             int64_t n, const float *x, uint8_t *mask, float *y);
 
 /* ---------------------------------------------------------------------------------------------
- * LSTM fused gate passes of one ISA (ref in lstm.c, lstm_avx2.c, lstm_avx512.c). One call
+ * LSTM fused gate passes of one ISA (lstm_ref.c, lstm_avx2.c, lstm_avx512.c). One call
  * handles n consecutive units of one batch row: each gate array points at the i gate of the
  * first unit, and the f, g, o gates sit at +stride, +2*stride, +3*stride (stride = hidden_size).
  * Every unit goes through the same arithmetic wherever it sits in the row (vector tails are
@@ -329,7 +329,7 @@ typedef struct {
                     const float *h_prev, const float *dy, const float *dh, float *dh_direct);
 } fnn_rnn_rows;
 
-/* One per ISA, defined next to its functions (lstm.c, lstm_avx2.c, lstm_avx512.c). */
+/* One per ISA, defined next to its functions (lstm_ref.c, lstm_avx2.c, lstm_avx512.c). */
 extern const fnn_rnn_rows fnn_rnn_rows_ref, fnn_rnn_rows_avx2, fnn_rnn_rows_avx512;
 
 /* ---------------------------------------------------------------------------------------------
@@ -480,7 +480,7 @@ typedef struct {
     /* conv2d / pool2d (conv2d*.c, pool2d.c) */
     fnn_conv_cfg conv;
     fnn_pool_cfg pool;
-    /* SimpleRNN (lstm.c's driver): fused row passes, filled in dispatch.c's init_tables(). */
+    /* SimpleRNN and GRU (lstm.c's driver): fused row passes, filled in dispatch.c. */
     fnn_rnn_rows rnn;
 } fnn_kernel_table;
 
