@@ -2,6 +2,8 @@
 float64 NumPy reference, finite differences and PyTorch's nn.GRU: outputs, final state and
 every gradient, on every ISA and thread count."""
 
+import threading
+
 import numpy as np
 import pytest
 from _reference_lstm import ref_gru, ref_gru_grads
@@ -12,6 +14,7 @@ from test_simple_rnn import (
     torch_outputs_and_grads,
 )
 from test_simple_rnn import make_case as rnn_case
+from test_simple_rnn import run_kernels as run_simple_rnn
 
 from fastnn import _kernels, ops
 
@@ -198,3 +201,25 @@ def test_errors(rng):
     for call, error, match in calls:
         with pytest.raises(error, match=match):
             call()
+
+
+def test_concurrent_calls_match_serial(rng):
+    """Python threads in the GRU and SimpleRNN kernels at once (the GIL released, per-call
+    scratch) get the serial results."""
+    jobs = [(make_case(rng, 8, 5, 6, 24 + i), run_kernels) for i in range(2)]
+    jobs += [(rnn_case(rng, 8, 5, 6, 30 + i), run_simple_rnn) for i in range(2)]
+    serial = [run(c) for c, run in jobs]
+    out = [None] * len(jobs)
+
+    def work(i):
+        for _ in range(5):
+            out[i] = jobs[i][1](jobs[i][0])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (want_fwd, want_grads), (got_fwd, got_grads) in zip(serial, out):
+        for a, b in zip(want_fwd + want_grads, got_fwd + got_grads):
+            np.testing.assert_array_equal(a, b)
