@@ -622,8 +622,10 @@ static void build_xh(const bwd_ctx *cx, int64_t r0, int64_t r1) {
 
 /* GRU: dkernel = x^T @ dzx, drecurrent_kernel = h_prev^T @ dzh, dbias = [sum dzx; sum dzh],
  * where dzx (the gates buffer) and dzh share the z and r columns and dzh's h columns are in
- * c_seq. Four GEMMs on thread t's shares (disjoint parts of dwu, no barrier between), into
- * dwu as the LSTM's one: rows [dkernel; drecurrent_kernel; recurrent dbias; input dbias]. */
+ * hn. Four GEMMs on thread t's shares (disjoint parts of dwu, no barrier between), into
+ * dwu as the LSTM's one: rows [dkernel; drecurrent_kernel; recurrent dbias; input dbias].
+ * ws is sized for the LSTM's (m, G, rows) GEMM, which is no smaller in any dimension (and
+ * fnn_gemm_serial_ws_floats grows with each). */
 static void gru_weight_grads(const bwd_ctx *cx, int t, int nt, float *ws) {
     const fnn_gemm_cfg *cfg = &cx->kt->gemm;
     const int64_t I = cx->d->input_size, H = cx->d->hidden_size, G = 3 * H;
