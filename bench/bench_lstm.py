@@ -1,4 +1,4 @@
-"""The recurrent ops of csrc/lstm.c (issue 5): LSTM, GRU and SimpleRNN forward + backward
+"""The recurrent ops of csrc/rnn_*.c (issue 5): LSTM, GRU and SimpleRNN forward + backward
 through time and inference over whole sequences; fastnn vs the best NumPy version vs
 torch.nn.LSTM / GRU / RNN on the cases of fastnn/bench/cases_lstm.py, cases_gru.py and
 cases_simple_rnn.py."""

@@ -232,7 +232,7 @@ fnn_status fnn_dropout_bwd_f32(int64_t n, const float *dy, const uint8_t *mask, 
                                float *dx, int n_threads);
 
 /* ---------------------------------------------------------------------------------------------
- * LSTM over a whole sequence (lstm.c). Keras's layout and gate order:
+ * LSTM over a whole sequence (rnn_fwd.c, rnn_bwd.c). Keras's layout and gate order:
  *   x                 (batch, seq_len, input_size)
  *   kernel            (input_size, 4*hidden_size)    columns: gates i | f | g(c) | o
  *   recurrent_kernel  (hidden_size, 4*hidden_size)   same column order
@@ -400,7 +400,7 @@ fnn_status fnn_avgpool2d_bwd_f32(const fnn_pool2d_desc *d, const float *dy, floa
                                  int n_threads);
 
 /* ---------------------------------------------------------------------------------------------
- * SimpleRNN (Elman) over a whole sequence (lstm.c, the LSTM's driver with one gate per unit).
+ * SimpleRNN (Elman) over a whole sequence (rnn_*.c, the LSTM's driver with one gate per unit).
  * Keras's layout: x (batch, seq_len, input_size), kernel (input_size, hidden_size),
  * recurrent_kernel (hidden_size, hidden_size), bias (hidden_size) or NULL, h0 and h_mask
  * (batch, hidden_size) or NULL, as the LSTM's. Per step s, with tau(s) as the LSTM's:
@@ -434,7 +434,7 @@ fnn_status fnn_simple_rnn_bwd_f32(const fnn_rnn_desc *desc, const float *x, cons
                                   int n_threads);
 
 /* ---------------------------------------------------------------------------------------------
- * GRU over a whole sequence (lstm.c's driver with three gates), Keras's reset_after=True
+ * GRU over a whole sequence (rnn_*.c, the LSTM's driver with three gates), Keras's reset_after=True
  * variant and layout: kernel (input_size, 3*hidden_size) and recurrent_kernel (hidden_size,
  * 3*hidden_size), columns z | r | h; bias (2, 3*hidden_size): input bias, then recurrent bias,
  * or NULL. h0, h_mask as the LSTM's. Per step s, with tau(s) as the LSTM's:

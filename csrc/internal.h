@@ -34,7 +34,7 @@
  * fnn_fp_leave() after, inside each parallel region (OpenMP threads are shared with other
  * libraries) and around serial work on the caller's thread, which gets its mode back. The
  * places: gemm_part (gemm.c), fnn_parallel_ranges (eltwise.c: element-wise, loss, optimizer
- * and dropout kernels), the LSTM threads (lstm.c), the conv2d / winograd / wgrad regions and
+ * and dropout kernels), the recurrent threads (rnn_*.c), the conv2d / winograd / wgrad regions and
  * the pooling loops. A new parallel region (or serial kernel loop) does the same. */
 extern volatile int fnn_flush_denormals_flag; /* dispatch.c; fnn_set_flush_denormals() */
 #if defined(FNN_X86_64)
@@ -264,7 +264,7 @@ void fnn_dropout_f32_avx512(uint64_t key, uint32_t threshold, float scale, int64
                             int64_t n, const float *x, uint8_t *mask, float *y);
 
 /* ---------------------------------------------------------------------------------------------
- * LSTM fused gate passes of one ISA (lstm_ref.c, lstm_avx2.c, lstm_avx512.c). One call
+ * LSTM fused gate passes of one ISA (rnn_rows_ref.c, rnn_rows_avx2.c, rnn_rows_avx512.c). One call
  * handles n consecutive units of one batch row: each gate array points at the i gate of the
  * first unit, and the f, g, o gates sit at +stride, +2*stride, +3*stride (stride = hidden_size).
  * Every unit goes through the same arithmetic wherever it sits in the row (vector tails are
@@ -329,7 +329,7 @@ typedef struct {
                     const float *h_prev, const float *dy, const float *dh, float *dh_direct);
 } fnn_rnn_rows;
 
-/* One per ISA, defined next to its functions (lstm_ref.c, lstm_avx2.c, lstm_avx512.c). */
+/* One per ISA, defined next to its functions (rnn_rows_ref.c, _avx2.c, _avx512.c). */
 extern const fnn_rnn_rows fnn_rnn_rows_ref, fnn_rnn_rows_avx2, fnn_rnn_rows_avx512;
 
 /* ---------------------------------------------------------------------------------------------
@@ -474,13 +474,13 @@ typedef struct {
     fnn_adam_fn adam;
     fnn_rmsprop_fn rmsprop;
     fnn_dropout_fn dropout;
-    /* LSTM (lstm.c): fused gate passes, filled in dispatch.c's init_tables(). */
+    /* LSTM (rnn_*.c): fused gate passes, filled in dispatch.c's init_tables(). */
     fnn_lstm_fwd_row_fn lstm_fwd_row;
     fnn_lstm_bwd_row_fn lstm_bwd_row;
     /* conv2d / pool2d (conv2d*.c, pool2d.c) */
     fnn_conv_cfg conv;
     fnn_pool_cfg pool;
-    /* SimpleRNN and GRU (lstm.c's driver): fused row passes, filled in dispatch.c. */
+    /* SimpleRNN and GRU (rnn_*.c): fused row passes, filled in dispatch.c. */
     fnn_rnn_rows rnn;
 } fnn_kernel_table;
 

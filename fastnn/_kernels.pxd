@@ -172,7 +172,7 @@ cdef extern from "fastnn.h" nogil:
                                      int n_threads) noexcept
     fnn_status fnn_avgpool2d_bwd_f32(const fnn_pool2d_desc *d, const float *dy, float *dx,
                                      int n_threads) noexcept
-    # --- SimpleRNN (lstm.c's driver) ----------------------------------------------------
+    # --- SimpleRNN (rnn_*.c) ----------------------------------------------------------
     ctypedef fnn_lstm_desc fnn_rnn_desc
     fnn_status fnn_simple_rnn_fwd_f32(const fnn_rnn_desc *desc, const float *x,
                                       const float *kernel, const float *recurrent_kernel,
@@ -184,7 +184,7 @@ cdef extern from "fastnn.h" nogil:
                                       const float *dy, const float *dh_last, float *dx,
                                       float *dkernel, float *drecurrent_kernel, float *dbias,
                                       float *dh0, int n_threads) noexcept
-    # --- GRU (lstm.c's driver) ----------------------------------------------------------
+    # --- GRU (rnn_*.c) ----------------------------------------------------------------
     fnn_status fnn_gru_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
                                const float *recurrent_kernel, const float *bias,
                                const float *h0, const float *h_mask, float *y, float *h_last,

@@ -1,4 +1,4 @@
-"""GRU kernels (csrc/lstm.c's driver with three gates, Keras's reset_after=True) against a
+"""GRU kernels (the csrc/rnn_*.c driver with three gates, Keras's reset_after=True) against a
 float64 NumPy reference, finite differences and PyTorch's nn.GRU: outputs, final state and
 every gradient, on every ISA and thread count."""
 

@@ -1,4 +1,4 @@
-"""LSTM kernels (csrc/lstm.c) against a float64 NumPy reference, finite differences and
+"""LSTM kernels (csrc/rnn_*.c) against a float64 NumPy reference, finite differences and
 PyTorch's nn.LSTM: outputs, final states and every gradient, on every ISA and thread count."""
 
 import threading

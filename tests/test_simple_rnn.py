@@ -1,4 +1,4 @@
-"""SimpleRNN kernels (csrc/lstm.c's driver with one gate) against a float64 NumPy reference,
+"""SimpleRNN kernels (the csrc/rnn_*.c driver with one gate) against a float64 NumPy reference,
 finite differences and PyTorch's nn.RNN: outputs, final state and every gradient, on every ISA
 and thread count."""
 

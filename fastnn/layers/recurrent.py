@@ -1,6 +1,6 @@
 """Recurrent layers: LSTM, GRU and SimpleRNN over whole sequences.
 
-One C kernel call runs the whole sequence forward (fastnn.ops / csrc/lstm.c: every step's input
+One C kernel call runs the whole sequence forward (fastnn.ops / csrc/rnn_fwd.c: every step's input
 projection in one GEMM, then per step the recurrent GEMM and one fused gate pass) and one call
 runs backward through time. The training forward keeps the kernel's saved buffers (every h;
 the LSTM's c and activated gates, the GRU's gates and recurrent candidate part) until

@@ -1,4 +1,4 @@
-/* lstm_avx2.c - the LSTM, SimpleRNN and GRU fused passes with AVX2+FMA, 8 units per vector.
+/* rnn_rows_avx2.c - the LSTM, SimpleRNN and GRU fused passes with AVX2+FMA, 8 units per vector.
  * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn / fnn_rnn_*_row_fn. The
  * tail uses the same arithmetic as the body with masked loads and stores, so every unit runs
  * the same instructions wherever it sits in a row. */

@@ -1,4 +1,4 @@
-/* lstm_avx512.c - the LSTM, SimpleRNN and GRU fused passes with AVX-512, 16 units per vector.
+/* rnn_rows_avx512.c - the LSTM, SimpleRNN and GRU fused passes with AVX-512, 16 units per vector.
  * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn / fnn_rnn_*_row_fn. Tails
  * use masked loads and stores, so every unit runs the same instructions wherever it sits in a
  * row. */

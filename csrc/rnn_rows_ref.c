@@ -1,5 +1,5 @@
-/* lstm_ref.c - the fused passes of the LSTM, SimpleRNN and GRU in portable scalar C: the ref
- * ISA's, and the oracle the vector passes (lstm_avx2.c, lstm_avx512.c) are tested against.
+/* rnn_rows_ref.c - the fused passes of the LSTM, SimpleRNN and GRU in portable scalar C: the ref
+ * ISA's, and the oracle the vector passes (rnn_rows_avx2.c, rnn_rows_avx512.c) are tested against.
  * Contract: internal.h, fnn_lstm_fwd_row_fn / fnn_lstm_bwd_row_fn / fnn_rnn_rows. */
 #include <math.h>
 
