@@ -20,7 +20,7 @@
 typedef struct {
     const fnn_kernel_table *kt;
     const fnn_lstm_desc *d;
-    rnn_cell cell;
+    fnn_rnn_cell cell;
     int64_t ng;
     rnn_tiling tl;
     const float *x, *kernel, *rkernel, *h0, *c0, *h_mask, *y, *c_seq, *dy, *dh_last, *dc_last;
@@ -104,7 +104,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
     const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
     const int64_t ng = cx->ng, G = ng * H, mr = cx->tl.mr, nr = cx->tl.nr, b_panel = G * nr;
     const int64_t n_ub = cx->tl.n_ub, rows = B * T;
-    const int lstm = cx->cell == RNN_LSTM, gru = cx->cell == RNN_GRU;
+    const int lstm = cx->cell == FNN_RNN_LSTM, gru = cx->cell == FNN_RNN_GRU;
     float *ws = cx->ws + t * cx->ws_floats;
 
     /* Panel p: [c, j] = U[p*nr + j, c] (p < n_ub), or kernel[(p - n_ub)*nr + j, c]. */
@@ -255,7 +255,7 @@ static void bwd_thread(const bwd_ctx *cx, int t, int nt) {
 
 /* The backward of either cell (fnn_lstm_bwd_f32's arguments; SimpleRNN: c0, c_seq, gates,
  * dc_last and dc0 NULL, dz goes to scratch). */
-static fnn_status rnn_bwd(rnn_cell cell, const fnn_lstm_desc *desc, const float *x,
+static fnn_status rnn_bwd(fnn_rnn_cell cell, const fnn_lstm_desc *desc, const float *x,
                          const float *kernel, const float *recurrent_kernel, const float *h0,
                          const float *c0, const float *h_mask, const float *y,
                          const float *c_seq, float *hn_seq, float *gates, const float *dy,
@@ -267,7 +267,7 @@ static fnn_status rnn_bwd(rnn_cell cell, const fnn_lstm_desc *desc, const float 
     const int64_t B = desc->batch, T = desc->seq_len, I = desc->input_size;
     const int64_t ng = fnn_rnn_gate_count(cell), H = desc->hidden_size, G = ng * H;
     const int64_t n_seq = B * T * H;
-    const int saved = cell != RNN_SIMPLE, gru = cell == RNN_GRU; /* gates + c_seq or hn */
+    const int saved = cell != FNN_RNN_SIMPLE, gru = cell == FNN_RNN_GRU; /* gates + c_seq or hn */
     const int64_t n_bias = gru ? 2 * G : G;
     if ((x == NULL && B * T * I > 0) || (kernel == NULL && I * G > 0) ||
         (recurrent_kernel == NULL && H * G > 0) || (dkernel == NULL && I * G > 0) ||
@@ -345,7 +345,7 @@ fnn_status fnn_lstm_bwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
                             const float *dc_last, float *dx, float *dkernel,
                             float *drecurrent_kernel, float *dbias, float *dh0, float *dc0,
                             int n_threads) {
-    return rnn_bwd(RNN_LSTM, desc, x, kernel, recurrent_kernel, h0, c0, h_mask, y, c_seq, NULL,
+    return rnn_bwd(FNN_RNN_LSTM, desc, x, kernel, recurrent_kernel, h0, c0, h_mask, y, c_seq, NULL,
                    gates, dy, dh_last, dc_last, dx, dkernel, drecurrent_kernel, dbias, dh0, dc0,
                    n_threads);
 }
@@ -356,9 +356,9 @@ fnn_status fnn_simple_rnn_bwd_f32(const fnn_rnn_desc *desc, const float *x, cons
                                   const float *dh_last, float *dx, float *dkernel,
                                   float *drecurrent_kernel, float *dbias, float *dh0,
                                   int n_threads) {
-    return rnn_bwd(RNN_SIMPLE, desc, x, kernel, recurrent_kernel, h0, NULL, h_mask, y, NULL, NULL,
-                   NULL, dy, dh_last, NULL, dx, dkernel, drecurrent_kernel, dbias, dh0, NULL,
-                   n_threads);
+    return rnn_bwd(FNN_RNN_SIMPLE, desc, x, kernel, recurrent_kernel, h0, NULL, h_mask, y, NULL,
+                   NULL, NULL, dy, dh_last, NULL, dx, dkernel, drecurrent_kernel, dbias, dh0,
+                   NULL, n_threads);
 }
 
 fnn_status fnn_gru_bwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
@@ -366,7 +366,7 @@ fnn_status fnn_gru_bwd_f32(const fnn_rnn_desc *desc, const float *x, const float
                            const float *y, float *gates, float *hn_seq, const float *dy,
                            const float *dh_last, float *dx, float *dkernel,
                            float *drecurrent_kernel, float *dbias, float *dh0, int n_threads) {
-    return rnn_bwd(RNN_GRU, desc, x, kernel, recurrent_kernel, h0, NULL, h_mask, y, NULL, hn_seq,
-                   gates, dy, dh_last, NULL, dx, dkernel, drecurrent_kernel, dbias, dh0, NULL,
-                   n_threads);
+    return rnn_bwd(FNN_RNN_GRU, desc, x, kernel, recurrent_kernel, h0, NULL, h_mask, y, NULL,
+                   hn_seq, gates, dy, dh_last, NULL, dx, dkernel, drecurrent_kernel, dbias, dh0,
+                   NULL, n_threads);
 }

@@ -28,7 +28,7 @@ static int fused_step(const fnn_gemm_cfg *cfg, const rnn_tiling *tl, int64_t bat
 typedef struct {
     const fnn_kernel_table *kt;
     const fnn_lstm_desc *d;
-    rnn_cell cell;
+    fnn_rnn_cell cell;
     int64_t ng;    /* gates per unit: 4 (LSTM) or 1 (SimpleRNN) */
     int training;  /* LSTM: gates and c_seq are saved */
     rnn_tiling tl;
@@ -58,7 +58,7 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
     const int64_t B = d->batch, T = d->seq_len, I = d->input_size, H = d->hidden_size;
     const int64_t ng = cx->ng, G = ng * H, kx = cx->kx, mr = cx->tl.mr, nr = cx->tl.nr;
     const int64_t b_panel = (kx + H) * nr;
-    const int training = cx->training, lstm = cx->cell == RNN_LSTM;
+    const int training = cx->training, lstm = cx->cell == FNN_RNN_LSTM;
 
     /* Separate step: the input projection of every step in one GEMM. Fused step: none. */
     if (kx == 0) {
@@ -167,7 +167,7 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
                     if (s == T - 1 && cx->c_last != NULL)
                         memcpy(cx->c_last + b * H + j0, c_out + j0,
                                (size_t)(j1 - j0) * sizeof(float));
-                } else if (cx->cell == RNN_GRU) { /* h_prev unmasked; hbuf: h_out in place */
+                } else if (cx->cell == FNN_RNN_GRU) { /* h_prev unmasked; hbuf: h_out in place */
                     const float *h_prev = s > 0 ? (cx->y != NULL ? h_out - H : h_out)
                                                 : (cx->h0 != NULL ? cx->h0 + b * H : cx->zeros);
                     const float *rbias = cx->bias != NULL ? cx->bias + G + j0 : NULL;
@@ -198,7 +198,7 @@ static void fwd_thread(const fwd_ctx *cx, int t, int nt) {
 
 /* The forward of either cell (fnn_lstm_fwd_f32's arguments; SimpleRNN: c0, c_last, gates and
  * c_seq NULL). */
-static fnn_status rnn_fwd(rnn_cell cell, const fnn_lstm_desc *desc, const float *x,
+static fnn_status rnn_fwd(fnn_rnn_cell cell, const fnn_lstm_desc *desc, const float *x,
                          const float *kernel, const float *recurrent_kernel, const float *bias,
                          const float *h0, const float *c0, const float *h_mask, float *y,
                          float *h_last, float *c_last, float *gates, float *c_seq,
@@ -239,7 +239,8 @@ static fnn_status rnn_fwd(rnn_cell cell, const fnn_lstm_desc *desc, const float 
     const int64_t n_ap = cx.tl.n_rb * cx.a_panel;
     const int64_t n_bp = cx.tl.n_ub * ng * (cx.kx + H) * cx.tl.nr;
     const int64_t n_state = fnn_round_up(B * H, 16);
-    const int64_t n_c = cell == RNN_LSTM && !training ? n_state : 0, n_h = y == NULL ? n_state : 0;
+    const int64_t n_c = cell == FNN_RNN_LSTM && !training ? n_state : 0;
+    const int64_t n_h = y == NULL ? n_state : 0;
     const int64_t n_zero = fnn_round_up(H, 16), n_zh = fnn_round_up(B * G, 16);
     const int64_t n_zx = cx.kx > 0 ? n_zh : 0;
     const int64_t total =
@@ -274,22 +275,22 @@ fnn_status fnn_lstm_fwd_f32(const fnn_lstm_desc *desc, const float *x, const flo
                             const float *recurrent_kernel, const float *bias, const float *h0,
                             const float *c0, const float *h_mask, float *y, float *h_last,
                             float *c_last, float *gates, float *c_seq, int n_threads) {
-    return rnn_fwd(RNN_LSTM, desc, x, kernel, recurrent_kernel, bias, h0, c0, h_mask, y, h_last,
-                   c_last, gates, c_seq, n_threads);
+    return rnn_fwd(FNN_RNN_LSTM, desc, x, kernel, recurrent_kernel, bias, h0, c0, h_mask, y,
+                   h_last, c_last, gates, c_seq, n_threads);
 }
 
 fnn_status fnn_gru_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
                            const float *recurrent_kernel, const float *bias, const float *h0,
                            const float *h_mask, float *y, float *h_last, float *gates,
                            float *hn_seq, int n_threads) {
-    return rnn_fwd(RNN_GRU, desc, x, kernel, recurrent_kernel, bias, h0, NULL, h_mask, y, h_last,
-                   NULL, gates, hn_seq, n_threads);
+    return rnn_fwd(FNN_RNN_GRU, desc, x, kernel, recurrent_kernel, bias, h0, NULL, h_mask, y,
+                   h_last, NULL, gates, hn_seq, n_threads);
 }
 
 fnn_status fnn_simple_rnn_fwd_f32(const fnn_rnn_desc *desc, const float *x, const float *kernel,
                                   const float *recurrent_kernel, const float *bias,
                                   const float *h0, const float *h_mask, float *y, float *h_last,
                                   int n_threads) {
-    return rnn_fwd(RNN_SIMPLE, desc, x, kernel, recurrent_kernel, bias, h0, NULL, h_mask, y,
+    return rnn_fwd(FNN_RNN_SIMPLE, desc, x, kernel, recurrent_kernel, bias, h0, NULL, h_mask, y,
                    h_last, NULL, NULL, NULL, n_threads);
 }

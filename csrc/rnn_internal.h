@@ -3,7 +3,7 @@
  * (defined, with their comments, in rnn_common.c). Not installed, not public.
  *
  * LSTM, GRU and SimpleRNN forward and backward through time over a whole sequence (contract:
- * fastnn.h). One driver runs the three cells (rnn_cell): they differ in the number of gates per
+ * fastnn.h). One driver runs the three cells (fnn_rnn_cell): they differ in the number of gates per
  * unit (4, 3 or 1; G = gates * hidden columns; the notes of these files are written for the
  * LSTM) and in the fused row passes (rnn_rows_ref.c and the ISA files). The forward is
  * rnn_fwd.c, the backward rnn_bwd.c; each file's header says how its pass runs.
@@ -32,10 +32,10 @@
 /* The cells the driver runs: the LSTM (four gates i, f, g, o and a c state), the Elman
  * SimpleRNN (one gate, h_s = act(z)) and the GRU (gates z, r, h; reset after the recurrent
  * GEMM). They share everything but the fused row passes; the GRU's backward also splits dz. */
-typedef enum { RNN_LSTM, RNN_SIMPLE, RNN_GRU } rnn_cell;
+typedef enum { FNN_RNN_LSTM, FNN_RNN_SIMPLE, FNN_RNN_GRU } fnn_rnn_cell;
 
-static inline int64_t fnn_rnn_gate_count(rnn_cell cell) {
-    return cell == RNN_LSTM ? 4 : (cell == RNN_GRU ? 3 : 1);
+static inline int64_t fnn_rnn_gate_count(fnn_rnn_cell cell) {
+    return cell == FNN_RNN_LSTM ? 4 : (cell == FNN_RNN_GRU ? 3 : 1);
 }
 
 /* The time-loop tiling: tm x tn threads own row blocks (mr rows) x unit blocks (nr units);
