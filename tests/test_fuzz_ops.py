@@ -13,7 +13,7 @@ import _reference_lstm as lstm_reference
 import numpy as np
 import pytest
 from _fuzz import F32, Case, FuzzOp
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastnn
@@ -297,8 +297,9 @@ def _lstm_problem(data, need_acts=True):
     return args, flags
 
 
-def _lstm_errors(case, args, flags):
-    """Records the clean errors the arguments allow; True if they are all usable."""
+def _lstm_errors(case, args, flags, gates=4):
+    """Records the clean errors the arguments allow; True if they are all usable. gates: 4
+    (LSTM), 1 (SimpleRNN) or 3 (GRU, whose bias has two rows: input and recurrent)."""
     ok = True
     for name, a in args.items():
         if a is None:
@@ -310,20 +311,22 @@ def _lstm_errors(case, args, flags):
             case.expect(TypeError, name)
             ok = False
     for name in ("activation", "recurrent_activation"):
-        if flags[name] not in LSTM_ACTS:
+        if name in flags and flags[name] not in LSTM_ACTS:
             case.expect(ValueError, name)
             ok = False
     if not ok:
         return False
     x, rkernel = args["x"], args["recurrent_kernel"]
-    shapes_ok = x.ndim == 3 and rkernel.ndim == 2 and rkernel.shape[1] == 4 * rkernel.shape[0]
+    shapes_ok = x.ndim == 3 and rkernel.ndim == 2 and \
+        rkernel.shape[1] == gates * rkernel.shape[0]
     if shapes_ok:
         units = rkernel.shape[0]
-        expected = {"kernel": (x.shape[2], 4 * units), "bias": (4 * units,),
+        expected = {"kernel": (x.shape[2], gates * units),
+                    "bias": (2, 3 * units) if gates == 3 else (gates * units,),
                     "h0": (x.shape[0], units), "c0": (x.shape[0], units),
                     "recurrent_mask": (x.shape[0], units)}
         for name, shape in expected.items():
-            if args[name] is not None and args[name].shape != shape:
+            if args.get(name) is not None and args[name].shape != shape:
                 case.expect(ValueError, name)
                 case.expect(ValueError, "h_mask")  # the strict wrapper's name for it
                 shapes_ok = False
@@ -371,6 +374,47 @@ def draw_lstm_forward(data) -> Case:
     return case
 
 
+def _grads_in_errors(case, grads_in, out_shape, state_shape):
+    """Records the errors the drawn output gradients allow (d_outputs of out_shape, the
+    others of state_shape); True if they are all usable."""
+    ok = True
+    for name, g in grads_in.items():
+        if g is None:
+            continue
+        if not _is_f32_array(g):
+            case.expect(TypeError, name)
+            ok = False
+        elif g.shape != (out_shape if name == "d_outputs" else state_shape):
+            case.expect(ValueError, name)
+            case.expect(ValueError, {"d_outputs": "dy"}.get(name, name))
+            ok = False
+    return ok
+
+
+def _output_grads64(grads_in, return_sequences):
+    """(dy, dh_last) as the kernel sees them: without return_sequences d_outputs is the
+    gradient of h_last and adds to dh_last."""
+    d_out, dh_last = grads_in["d_outputs"], grads_in["dh_last"]
+    if d_out is None or return_sequences:
+        return d_out, dh_last
+    return None, d_out if dh_last is None else d_out.astype(np.float64) + dh_last
+
+
+def _check_grads(op, names, grads, want, present, sensitivity, time):
+    """Each gradient present within the LSTM bound plus 16 times its float32 sensitivity;
+    each absent one None."""
+    for name, got, ref, there, spread in zip(names, grads, want, present, sensitivity):
+        if not there:
+            assert got is None, f"{op}: {name} computed though not asked for"
+            continue
+        _fuzz.assert_close(got, ref, _lstm_bound(ref, time) + 16 * spread, f"{op} {name}")
+
+
+def _sensitivity(want32, want):
+    """How far the float32 run of the reference lands from the float64 one, per gradient."""
+    return [np.abs(np.nan_to_num(g32 - g)).max(initial=0.0) for g32, g in zip(want32, want)]
+
+
 def draw_lstm_backward(data) -> Case:
     args, flags = _lstm_problem(data)
     case = Case(call=None, check=lambda result: None, op="lstm_backward",
@@ -406,24 +450,9 @@ def draw_lstm_backward(data) -> Case:
     if reuse:
         case.expect(ValueError, "cache")
         return case
-    ok = True
-    for name, g in grads_in.items():
-        if g is None:
-            continue
-        if not _is_f32_array(g):
-            case.expect(TypeError, name)
-            ok = False
-        elif g.shape != (out_shape if name == "d_outputs" else (batch, units)):
-            case.expect(ValueError, name)
-            case.expect(ValueError, {"d_outputs": "dy"}.get(name, name))
-            ok = False
-    if not ok:
+    if not _grads_in_errors(case, grads_in, out_shape, (batch, units)):
         return case
-    d_out = grads_in["d_outputs"]
-    dy = d_out if flags["return_sequences"] else None
-    dh_last = grads_in["dh_last"]
-    if d_out is not None and not flags["return_sequences"]:
-        dh_last = d_out if dh_last is None else d_out.astype(np.float64) + dh_last
+    dy, dh_last = _output_grads64(grads_in, flags["return_sequences"])
     # The kernel runs in float32: with unbounded (linear, relu) gates the products over time can
     # overflow float32 where the float64 reference stays finite (then 0 * inf = NaN in dkernel
     # while the reference says 0). Compare only examples whose forward gates and states stay
@@ -453,18 +482,166 @@ def draw_lstm_backward(data) -> Case:
             x_ref, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], args["c0"],
             dy, dh_last, grads_in["dc_last"], flags["activation"], flags["recurrent_activation"],
             flags["go_backwards"], args["recurrent_mask"], dtype=np.float32)
-    sensitivity = [np.abs(np.nan_to_num(g32 - g)).max(initial=0.0) for g32, g in zip(want32, want)]
+    sensitivity = _sensitivity(want32, want)
 
     def check(grads):
         names = ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0", "dc0")
         present = (need_dx, True, True, args["bias"] is not None, args["h0"] is not None,
                    args["c0"] is not None)
-        for name, got, ref, there, spread in zip(names, grads, want, present, sensitivity):
-            if not there:
-                assert got is None, f"lstm_backward: {name} computed though not asked for"
-                continue
-            _fuzz.assert_close(got, ref, _lstm_bound(ref, time) + 16 * spread,
-                               f"lstm_backward {name}")
+        _check_grads("lstm_backward", names, grads, want, present, sensitivity, time)
+
+    case.check = check
+    return case
+
+
+# --- SimpleRNN and GRU (lenient public ops, the LSTM's driver) --------------------------------
+
+# cell -> gate count. Units around the register tiles (8 floats AVX2, 16 AVX-512) of the fused
+# row passes, which run over units (or gates * units) columns.
+RNN_CELLS = {"simple_rnn": 1, "gru": 3}
+RNN_UNITS = (1, 2, 3, 5, 7, 8, 15, 16, 17, 33, 0)
+
+
+def _rnn_problem(data, cell):
+    """(args, flags) of a simple_rnn_forward / gru_forward call, as _lstm_problem's."""
+    gates = RNN_CELLS[cell]
+    batch = data.draw(st.sampled_from((1, 2, 3, 5, 0)), label="batch")
+    time = data.draw(st.sampled_from((1, 2, 3, 7, 0)), label="time")
+    features = data.draw(st.sampled_from((1, 3, 5, 17, 0)), label="features")
+    units = data.draw(st.sampled_from(RNN_UNITS), label="units")
+    flags = {"activation": data.draw(st.sampled_from(LSTM_ACTS), label="activation")}
+    if cell == "gru":
+        flags["recurrent_activation"] = data.draw(st.sampled_from(LSTM_ACTS),
+                                                  label="recurrent_activation")
+    if _fuzz.rare(data, 60, "bad activation"):
+        name = data.draw(st.sampled_from(sorted(flags)), label="bad act name")
+        flags[name] = data.draw(st.sampled_from(("gelu", "softmax", "Tanh", 3)), label="bad act")
+    # unbounded activations over time: smaller weights keep the values in float32 range
+    scale = 0.5 if set(flags.values()) & {"relu", "linear"} else 1.0
+    bias_shape = (2, 3 * units) if cell == "gru" else (units,)
+    args = {
+        "x": _lstm_arg(data, (batch, time, features), "x"),
+        "kernel": _lstm_arg(data, (features, gates * units), "kernel", scale=scale),
+        "recurrent_kernel": _lstm_arg(data, (units, gates * units), "recurrent_kernel",
+                                      scale=scale),
+        "bias": _lstm_arg(data, bias_shape, "bias", optional=True),
+        "h0": _lstm_arg(data, (batch, units), "h0", optional=True),
+        "recurrent_mask": _lstm_arg(data, (batch, units), "recurrent_mask", optional=True),
+    }
+    flags["go_backwards"] = data.draw(st.booleans(), label="go_backwards")
+    flags["return_sequences"] = data.draw(st.booleans(), label="return_sequences")
+    return args, flags
+
+
+def _rnn_forward_ref(cell, args, flags, x, dtype=np.float64):
+    """(y, h_last, every saved per-step value) of the float64 (or dtype) reference."""
+    common = (x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"],
+              flags["activation"])
+    with np.errstate(all="ignore"):  # overflow: the callers' assume() rejects such examples
+        if cell == "simple_rnn":
+            y, h = lstm_reference.ref_simple_rnn(*common, flags["go_backwards"],
+                                                 args["recurrent_mask"], dtype)
+            return y, h, [y]
+        y, h, steps = lstm_reference.ref_gru(*common, flags["recurrent_activation"],
+                                             flags["go_backwards"], args["recurrent_mask"], dtype)
+    return y, h, [v for step in steps for v in step]
+
+
+def _rnn_grads_ref(cell, args, flags, x, dy, dh_last, dtype=np.float64):
+    """(dx, dkernel, drecurrent_kernel, dbias, dh0) of the float64 (or dtype) reference."""
+    common = (x, args["kernel"], args["recurrent_kernel"], args["bias"], args["h0"], dy,
+              dh_last, flags["activation"])
+    if cell == "gru":
+        common += (flags["recurrent_activation"],)
+    fn = lstm_reference.ref_simple_rnn_grads if cell == "simple_rnn" else \
+        lstm_reference.ref_gru_grads
+    return fn(*common, flags["go_backwards"], args["recurrent_mask"], dtype)
+
+
+def _rnn_ops(cell):
+    """(forward, backward, the wrappers' prefixes the messages may start with)."""
+    forward, backward = getattr(ops, f"{cell}_forward"), getattr(ops, f"{cell}_backward")
+    return forward, backward, (f"{cell}_fwd", f"{cell}_bwd", f"{cell}_forward")
+
+
+def draw_rnn_forward(data, cell) -> Case:
+    args, flags = _rnn_problem(data, cell)
+    training = data.draw(st.booleans(), label="training")
+    forward, _, prefixes = _rnn_ops(cell)
+
+    def call():
+        return forward(**args, training=training, **flags)
+
+    case = Case(call=call, check=lambda result: None, op=f"{cell}_forward", also=prefixes)
+    if not _lstm_errors(case, args, flags, RNN_CELLS[cell]):
+        return case
+    x = args["x"]
+    want_y, want_h, _ = _rnn_forward_ref(cell, args, flags, x)
+    # linear/relu cells can grow without bound over time; float32 overflow is not the question
+    assume(np.abs(np.nan_to_num(want_y)).max(initial=0.0) < 1e6)
+
+    def check(result):
+        outputs, h_last, cache = result
+        bound = _lstm_bound(want_y, x.shape[1])
+        want_out = want_y if flags["return_sequences"] else want_h
+        _fuzz.assert_close(outputs, want_out, bound, f"{cell}_forward outputs")
+        _fuzz.assert_close(h_last, want_h, bound, f"{cell}_forward h_last")
+        assert (cache is not None) == training
+
+    case.check = check
+    return case
+
+
+def draw_rnn_backward(data, cell) -> Case:
+    """As draw_lstm_backward (whose comments give the reasons), for a SimpleRNN (its cache is
+    read only: a second backward gives the same gradients) or a GRU (single-use cache)."""
+    args, flags = _rnn_problem(data, cell)
+    forward, backward, prefixes = _rnn_ops(cell)
+    case = Case(call=None, check=lambda result: None, op=f"{cell}_backward", also=prefixes)
+    if not _lstm_errors(case, args, flags, RNN_CELLS[cell]):  # covered by draw_rnn_forward
+        case.call = lambda: forward(**args, training=True, **flags)
+        return case
+    x = np.nan_to_num(np.asarray(args["x"]), nan=0.5)
+    args = {**args, "x": x}
+    _, _, cache = forward(**args, training=True, **flags)
+    batch, time, units = x.shape[0], x.shape[1], args["recurrent_kernel"].shape[0]
+    out_shape = (batch, time, units) if flags["return_sequences"] else (batch, units)
+    grads_in = {
+        "d_outputs": _lstm_arg(data, out_shape, "d_outputs", optional=True),
+        "dh_last": _lstm_arg(data, (batch, units), "dh_last", optional=True),
+    }
+    need_dx = data.draw(st.booleans(), label="need_dx")
+    reuse = _fuzz.rare(data, 30, "reuse the cache")
+    bad_cache = _fuzz.rare(data, 60, "not a cache")
+
+    def call():
+        if reuse:
+            backward(cache, need_dx=need_dx)
+        return backward(("x",) if bad_cache else cache, **grads_in, need_dx=need_dx)
+
+    case.call = call
+    if bad_cache:
+        case.expect(TypeError, "cache")
+        return case
+    if reuse and cell == "gru":
+        case.expect(ValueError, "cache")
+        return case
+    if not _grads_in_errors(case, grads_in, out_shape, (batch, units)):
+        return case
+    dy, dh_last = _output_grads64(grads_in, flags["return_sequences"])
+    x_ref = _fuzz.daz(x.astype(np.float64))
+    _, _, saved = _rnn_forward_ref(cell, args, flags, x_ref)
+    assume(all(np.abs(v).max(initial=0.0) < 1e2 for v in saved))
+    want = _rnn_grads_ref(cell, args, flags, x_ref, dy, dh_last)
+    assume(all(np.abs(g).max(initial=0.0) < 1e6 for g in want))
+    with np.errstate(all="ignore"):
+        want32 = _rnn_grads_ref(cell, args, flags, x_ref, dy, dh_last, dtype=np.float32)
+    sensitivity = _sensitivity(want32, want)
+
+    def check(grads):
+        names = ("dx", "dkernel", "drecurrent_kernel", "dbias", "dh0")
+        present = (need_dx, True, True, args["bias"] is not None, args["h0"] is not None)
+        _check_grads(f"{cell}_backward", names, grads, want, present, sensitivity, time)
 
     case.check = check
     return case
@@ -884,11 +1061,33 @@ OPS = [
 ]
 
 
-@pytest.mark.parametrize("op", OPS, ids=str)
-@_fuzz.FUZZ
-@given(data=st.data())
-def test_fuzz_op(op, data):
+# SimpleRNN and GRU run on the LSTM's driver and GEMMs; each runs a quarter of the examples
+# (250 by default: the four entries take about as long as the two LSTM ones, each example
+# costing some 50 draws). FASTNN_FUZZ_EXAMPLES=8000 gives each of them 2000.
+RECURRENT_OPS = [
+    FuzzOp(f"{cell}_{kind}", lambda data, cell=cell, draw=draw: draw(data, cell),
+           requires=(f"{cell}_{kind}",))
+    for cell in RNN_CELLS
+    for kind, draw in (("forward", draw_rnn_forward), ("backward", draw_rnn_backward))
+]
+
+
+def _fuzz_one(op, data):
     if not op.available():
         pytest.skip(f"{op.name} is not in this build yet")
     with _fuzz.kernel_config(data):
         _fuzz.run_case(op.draw(data))
+
+
+@pytest.mark.parametrize("op", OPS, ids=str)
+@_fuzz.FUZZ
+@given(data=st.data())
+def test_fuzz_op(op, data):
+    _fuzz_one(op, data)
+
+
+@pytest.mark.parametrize("op", RECURRENT_OPS, ids=str)
+@settings(_fuzz.FUZZ, max_examples=max(1, _fuzz.EXAMPLES // 4))
+@given(data=st.data())
+def test_fuzz_recurrent_op(op, data):
+    _fuzz_one(op, data)
