@@ -579,10 +579,16 @@ def draw_rnn_forward(data, cell) -> Case:
     want_y, want_h, _ = _rnn_forward_ref(cell, args, flags, x)
     # linear/relu cells can grow without bound over time; float32 overflow is not the question
     assume(np.abs(np.nan_to_num(want_y)).max(initial=0.0) < 1e6)
+    # A GRU whose recurrent activation is not sigmoid is not contractive: h_t = z h + (1 - z) hh
+    # with z in (-1, 1) can triple h (and its rounding errors) at every step (found at 2000
+    # examples: tanh/tanh, 7 steps, |h| 8, the float32 reference 8e-3 away from float64). As
+    # for the LSTM's gradients, the bound adds 16 times the float32 run's distance.
+    want_y32, _, _ = _rnn_forward_ref(cell, args, flags, x, dtype=np.float32)
+    spread = _sensitivity([want_y32], [want_y])[0]
 
     def check(result):
         outputs, h_last, cache = result
-        bound = _lstm_bound(want_y, x.shape[1])
+        bound = _lstm_bound(want_y, x.shape[1]) + 16 * spread
         want_out = want_y if flags["return_sequences"] else want_h
         _fuzz.assert_close(outputs, want_out, bound, f"{cell}_forward outputs")
         _fuzz.assert_close(h_last, want_h, bound, f"{cell}_forward h_last")
