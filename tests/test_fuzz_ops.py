@@ -415,6 +415,19 @@ def _sensitivity(want32, want):
     return [np.abs(np.nan_to_num(g32 - g)).max(initial=0.0) for g32, g in zip(want32, want)]
 
 
+def _draw_backward_inputs(data, out_shape, state_shape, states):
+    """A backward example's inputs after its training forward: the output gradient and each
+    state gradient in `states` (each optional, any layout), need_dx, and the rare misuses
+    (a second backward on the cache, something that is not a cache)."""
+    grads_in = {"d_outputs": _lstm_arg(data, out_shape, "d_outputs", optional=True)}
+    for name in states:
+        grads_in[name] = _lstm_arg(data, state_shape, name, optional=True)
+    need_dx = data.draw(st.booleans(), label="need_dx")
+    reuse = _fuzz.rare(data, 30, "reuse the cache")
+    bad_cache = _fuzz.rare(data, 60, "not a cache")
+    return grads_in, need_dx, reuse, bad_cache
+
+
 def draw_lstm_backward(data) -> Case:
     args, flags = _lstm_problem(data)
     case = Case(call=None, check=lambda result: None, op="lstm_backward",
@@ -429,14 +442,8 @@ def draw_lstm_backward(data) -> Case:
     _, _, _, cache = ops.lstm_forward(**args, training=True, **flags)
     batch, time, units = x.shape[0], x.shape[1], args["recurrent_kernel"].shape[0]
     out_shape = (batch, time, units) if flags["return_sequences"] else (batch, units)
-    grads_in = {
-        "d_outputs": _lstm_arg(data, out_shape, "d_outputs", optional=True),
-        "dh_last": _lstm_arg(data, (batch, units), "dh_last", optional=True),
-        "dc_last": _lstm_arg(data, (batch, units), "dc_last", optional=True),
-    }
-    need_dx = data.draw(st.booleans(), label="need_dx")
-    reuse = _fuzz.rare(data, 30, "reuse the cache")
-    bad_cache = _fuzz.rare(data, 60, "not a cache")
+    grads_in, need_dx, reuse, bad_cache = _draw_backward_inputs(
+        data, out_shape, (batch, units), ("dh_last", "dc_last"))
 
     def call():
         if reuse:
@@ -612,13 +619,8 @@ def draw_rnn_backward(data, cell) -> Case:
     _, _, cache = forward(**args, training=True, **flags)
     batch, time, units = x.shape[0], x.shape[1], args["recurrent_kernel"].shape[0]
     out_shape = (batch, time, units) if flags["return_sequences"] else (batch, units)
-    grads_in = {
-        "d_outputs": _lstm_arg(data, out_shape, "d_outputs", optional=True),
-        "dh_last": _lstm_arg(data, (batch, units), "dh_last", optional=True),
-    }
-    need_dx = data.draw(st.booleans(), label="need_dx")
-    reuse = _fuzz.rare(data, 30, "reuse the cache")
-    bad_cache = _fuzz.rare(data, 60, "not a cache")
+    grads_in, need_dx, reuse, bad_cache = _draw_backward_inputs(
+        data, out_shape, (batch, units), ("dh_last",))
 
     def call():
         if reuse:
