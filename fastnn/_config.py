@@ -29,9 +29,29 @@ def _load_kernels():
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         return importlib.import_module("fastnn._kernels")
+    except ModuleNotFoundError as e:
+        if e.name != "fastnn._kernels":
+            raise
+        raise ImportError(_missing_kernels_message()) from e
     finally:
         if user_policy is None:
             del os.environ["OMP_WAIT_POLICY"]
+
+
+def _missing_kernels_message() -> str:
+    """Why fastnn._kernels is missing, and what to do: most often Python found the source
+    folder of a checkout (the current directory comes first on sys.path with `python -m`)
+    instead of the installed package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    if os.path.exists(os.path.join(package, os.pardir, "setup.py")):
+        return (f"fastnn's compiled kernels (fastnn._kernels) are not in {package}: that is the "
+                f"source folder of a fastnn checkout, found before the installed package "
+                f"because it is under the current directory. Run from another directory, or "
+                f"with `python -I` (which leaves the current directory off sys.path), or build "
+                f"the kernels in place: `python setup.py build_ext --inplace`.")
+    return (f"fastnn's compiled kernels (fastnn._kernels) are not in {package}: the "
+            f"installation is incomplete; reinstall fastnn (`pip install --force-reinstall "
+            f"fastnn`, or `pip install .` from a checkout).")
 
 
 _kernels = _load_kernels()

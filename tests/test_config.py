@@ -1,6 +1,7 @@
 """Threads, ISA selection, fork safety, threadpoolctl, `python -m fastnn info`, installation."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -155,3 +156,31 @@ def test_installed_wheel_is_multithreaded():
     runtimes = [lib["filepath"] for lib in threadpoolctl.threadpool_info()
                 if lib["internal_api"] == "openmp"]
     assert any("fastnn.libs" in path for path in runtimes), runtimes
+
+
+def _package_without_kernels(tmp_path, checkout: bool):
+    """A copy of the fastnn package's Python files (no compiled extension) under tmp_path,
+    beside a setup.py when it stands for a checkout's source folder."""
+    shutil.copytree(os.path.dirname(fastnn.__file__), tmp_path / "fastnn",
+                    ignore=shutil.ignore_patterns("_kernels*.so", "_kernels*.pyd", "*.libs"))
+    if checkout:
+        (tmp_path / "setup.py").write_text("")
+    return subprocess.run([sys.executable, "-c", "import fastnn"], cwd=tmp_path, check=False,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_source_folder_without_kernels_says_what_to_do(tmp_path):
+    """`python -m fastnn.examples.digits` from a fresh clone's root imports the source folder
+    (the current directory comes first on sys.path), which has no compiled kernels: the error
+    says so and names the ways out, instead of a bare ModuleNotFoundError."""
+    res = _package_without_kernels(tmp_path, checkout=True)
+    assert res.returncode != 0
+    assert "ImportError: fastnn's compiled kernels (fastnn._kernels) are not in" in res.stderr
+    assert "source folder of a fastnn checkout" in res.stderr
+    assert "python -I" in res.stderr and "build_ext --inplace" in res.stderr
+
+
+def test_incomplete_install_without_kernels_says_reinstall(tmp_path):
+    res = _package_without_kernels(tmp_path, checkout=False)
+    assert res.returncode != 0
+    assert "the installation is incomplete; reinstall fastnn" in res.stderr
