@@ -257,25 +257,30 @@ class _Recurrent(Layer):
             self.check_input_shape(x.shape)
         else:
             self.build_for((None,) + x.shape[1:])
-        states = [None] * len(self.state_names)
-        if initial_state is not None:
-            names = ", ".join(self.state_names)
-            if len(initial_state) != len(self.state_names):
-                raise ValueError(
-                    f"{self._where()}: initial_state must be [{names}], received "
-                    f"{len(initial_state)} arrays"
-                )
-            states = [_checks.c_array(s) for s in initial_state]
-            for name, state in zip(self.state_names, states):
-                if state.shape != (x.shape[0], self.units):
-                    raise ValueError(
-                        f"{self._where()}: initial state {name} must have shape "
-                        f"{(x.shape[0], self.units)}, received {state.shape}"
-                    )
-        out = np.array(self._forward(x, training, states))
+        out = np.array(self._forward(x, training, self._initial_states(x, initial_state)))
         if self.return_state:
             return [out] + [s.copy() for s in self.states]
         return out
+
+    def _initial_states(self, x, initial_state) -> list:
+        """The starting states for a batch x: initial_state (a list, one array per
+        state_names) checked and made float32 C arrays, or None for each when it is None."""
+        if initial_state is None:
+            return [None] * len(self.state_names)
+        names = ", ".join(self.state_names)
+        if len(initial_state) != len(self.state_names):
+            raise ValueError(
+                f"{self._where()}: initial_state must be [{names}], received "
+                f"{len(initial_state)} arrays"
+            )
+        states = [_checks.c_array(s) for s in initial_state]
+        for name, state in zip(self.state_names, states):
+            if state.shape != (x.shape[0], self.units):
+                raise ValueError(
+                    f"{self._where()}: initial state {name} must have shape "
+                    f"{(x.shape[0], self.units)}, received {state.shape}"
+                )
+        return states
 
     def get_config(self):
         return {
