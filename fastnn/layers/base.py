@@ -211,6 +211,12 @@ class Layer:
             self.build_for((None,) + x.shape[1:])
         return np.array(self.call(x, training=training))
 
+    @property
+    def sublayers(self) -> list[Layer]:
+        """The layers this layer wraps, whose weights make up its own in this order
+        (Bidirectional: the forward, then the backward layer); empty for a plain layer."""
+        return []
+
     # ---- weights ---------------------------------------------------------------------------
 
     def add_weight(self, shape: tuple, initializer="glorot_uniform", regularizer=None,

@@ -43,7 +43,8 @@ def expect_weight_shapes(layers: list[Layer], shapes: list[tuple] | None):
     `shapes` (the shapes of all the model's weights, in `get_weights` order) BEFORE allocating
     it. load_model and load_weights pass the shapes of the arrays a file holds, so a crafted
     config (Dense(units=3 * 10**8)) cannot make them allocate more than the file holds.
-    `shapes=None` checks nothing.
+    `shapes=None` checks nothing. A wrapper's `sublayers` (Bidirectional's forward and backward
+    layers) are checked in its place, since they create the weights it holds.
 
     Raises:
         ValueError: a layer would create a weight of another shape than the one at its
@@ -53,6 +54,7 @@ def expect_weight_shapes(layers: list[Layer], shapes: list[tuple] | None):
         yield
         return
     shapes = [_as_shape(s) for s in shapes]
+    layers = [leaf for layer in layers for leaf in (layer.sublayers or [layer])]
 
     def checked(position: int, layer: Layer):
         create = layer.add_weight
