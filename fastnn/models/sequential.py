@@ -280,7 +280,9 @@ class Sequential(Trainer):
         print_fn = print_fn or print
 
         def row(a, b, c):
-            return f" {a}".ljust(cols[0]) + str(b).ljust(cols[1] - cols[0]) + str(c)
+            # at least one space between columns, however long a layer's name
+            return (f" {a}".ljust(cols[0] - 1) + " " + str(b).ljust(cols[1] - cols[0] - 1)
+                    + " " + str(c))
 
         lines = [f'Model: "{self.name}"', "_" * width,
                  row("Layer (type)", "Output Shape", "Param #"), "=" * width]
