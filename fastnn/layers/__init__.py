@@ -2,6 +2,7 @@
 (e.g. `convolutional.py`, `recurrent.py`) and derive from `fastnn.layers.Layer`."""
 
 from fastnn.layers.base import Layer
+from fastnn.layers.bidirectional import Bidirectional
 from fastnn.layers.convolutional import Conv1D, Conv2D
 from fastnn.layers.core import (
     Activation,
@@ -34,6 +35,7 @@ __all__ = [
     "Activation",
     "AveragePooling2D",
     "AvgPool2D",
+    "Bidirectional",
     "Conv1D",
     "Conv2D",
     "Dense",
