@@ -428,6 +428,27 @@ def _draw_backward_inputs(data, out_shape, state_shape, states):
     return grads_in, need_dx, reuse, bad_cache
 
 
+def _set_backward_call(case, backward, cache, grads_in, need_dx, reuse, bad_cache,
+                       reuse_raises) -> bool:
+    """Sets case.call to the backward (after a first backward on the cache when `reuse`, on
+    something that is not a cache when `bad_cache`). True when the example ends in an
+    expected error: TypeError for a non-cache, ValueError for a reused single-use cache."""
+
+    def call():
+        if reuse:
+            backward(cache, need_dx=need_dx)
+        return backward(("x",) if bad_cache else cache, **grads_in, need_dx=need_dx)
+
+    case.call = call
+    if bad_cache:
+        case.expect(TypeError, "cache")
+        return True
+    if reuse and reuse_raises:
+        case.expect(ValueError, "cache")
+        return True
+    return False
+
+
 def draw_lstm_backward(data) -> Case:
     args, flags = _lstm_problem(data)
     case = Case(call=None, check=lambda result: None, op="lstm_backward",
@@ -444,18 +465,8 @@ def draw_lstm_backward(data) -> Case:
     out_shape = (batch, time, units) if flags["return_sequences"] else (batch, units)
     grads_in, need_dx, reuse, bad_cache = _draw_backward_inputs(
         data, out_shape, (batch, units), ("dh_last", "dc_last"))
-
-    def call():
-        if reuse:
-            ops.lstm_backward(cache, need_dx=need_dx)
-        return ops.lstm_backward(("x",) if bad_cache else cache, **grads_in, need_dx=need_dx)
-
-    case.call = call
-    if bad_cache:
-        case.expect(TypeError, "cache")
-        return case
-    if reuse:
-        case.expect(ValueError, "cache")
+    if _set_backward_call(case, ops.lstm_backward, cache, grads_in, need_dx, reuse, bad_cache,
+                          reuse_raises=True):
         return case
     if not _grads_in_errors(case, grads_in, out_shape, (batch, units)):
         return case
@@ -621,18 +632,8 @@ def draw_rnn_backward(data, cell) -> Case:
     out_shape = (batch, time, units) if flags["return_sequences"] else (batch, units)
     grads_in, need_dx, reuse, bad_cache = _draw_backward_inputs(
         data, out_shape, (batch, units), ("dh_last",))
-
-    def call():
-        if reuse:
-            backward(cache, need_dx=need_dx)
-        return backward(("x",) if bad_cache else cache, **grads_in, need_dx=need_dx)
-
-    case.call = call
-    if bad_cache:
-        case.expect(TypeError, "cache")
-        return case
-    if reuse and cell == "gru":
-        case.expect(ValueError, "cache")
+    if _set_backward_call(case, backward, cache, grads_in, need_dx, reuse, bad_cache,
+                          reuse_raises=cell == "gru"):
         return case
     if not _grads_in_errors(case, grads_in, out_shape, (batch, units)):
         return case
