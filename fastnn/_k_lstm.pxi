@@ -14,6 +14,17 @@ cdef inline int _check_lstm_array(object a, str op, str name, tuple shape) excep
     return 0
 
 
+cdef int _check_lstm_arrays(str op, tuple specs, tuple saved=()) except -1:
+    """Each (name, array or None, shape) of specs: a given array passes _check_lstm_array; a
+    name in `saved` (a training forward's saved buffer) must be given."""
+    for name, a, shape in specs:
+        if a is not None:
+            _check_lstm_array(a, op, name, shape)
+        elif name in saved:
+            raise ValueError(f"{op}: {name} is required (the training forward's saved buffer)")
+    return 0
+
+
 cdef inline float *_f32_ptr(object a):
     """Data pointer of a checked float32 array, or NULL for None."""
     if a is None:
@@ -82,14 +93,9 @@ def lstm_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, h_mask
     cdef fnn_lstm_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation,
                                       recurrent_activation, go_backwards, "lstm_fwd")
     cdef int64_t units = d.hidden_size
-    if bias is not None:
-        _check_lstm_array(bias, "lstm_fwd", "bias", (4 * units,))
-    if h0 is not None:
-        _check_lstm_array(h0, "lstm_fwd", "h0", (d.batch, units))
-    if c0 is not None:
-        _check_lstm_array(c0, "lstm_fwd", "c0", (d.batch, units))
-    if h_mask is not None:
-        _check_lstm_array(h_mask, "lstm_fwd", "h_mask", (d.batch, units))
+    cdef tuple state = (d.batch, units)
+    _check_lstm_arrays("lstm_fwd", (("bias", bias, (4 * units,)), ("h0", h0, state),
+                                    ("c0", c0, state), ("h_mask", h_mask, state)))
     y = None
     gates = None
     c_seq = None
@@ -137,15 +143,11 @@ def lstm_bwd(x, kernel, recurrent_kernel, h0, c0, y, c_seq, gates, dy=None, dh_l
                                       recurrent_activation, go_backwards, op)
     cdef int64_t units = d.hidden_size
     cdef tuple state = (d.batch, units), seq = (d.batch, d.seq_len, units)
-    for name, a, shape in (("h0", h0, state), ("c0", c0, state), ("h_mask", h_mask, state),
-                           ("y", y, seq),
-                           ("c_seq", c_seq, seq), ("gates", gates, (d.batch, d.seq_len, 4 * units)),
-                           ("dy", dy, seq), ("dh_last", dh_last, state),
-                           ("dc_last", dc_last, state)):
-        if a is not None:
-            _check_lstm_array(a, op, name, shape)
-        elif name in ("y", "c_seq", "gates"):
-            raise ValueError(f"{op}: {name} is required (the training forward's saved buffer)")
+    _check_lstm_arrays(op, (("h0", h0, state), ("c0", c0, state), ("h_mask", h_mask, state),
+                            ("y", y, seq), ("c_seq", c_seq, seq),
+                            ("gates", gates, (d.batch, d.seq_len, 4 * units)), ("dy", dy, seq),
+                            ("dh_last", dh_last, state), ("dc_last", dc_last, state)),
+                       saved=("y", "c_seq", "gates"))
     _check_overwritten(op, "gates", gates, (
         ("x", x), ("kernel", kernel), ("recurrent_kernel", recurrent_kernel), ("h0", h0),
         ("c0", c0), ("h_mask", h_mask), ("y", y), ("c_seq", c_seq), ("dy", dy),
@@ -199,10 +201,8 @@ def simple_rnn_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, *, h_mask=No
     cdef fnn_rnn_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation, FNN_ACT_SIGMOID,
                                      go_backwards, op, 1)
     cdef tuple state = (d.batch, d.hidden_size)
-    for name, a, shape in (("bias", bias, (d.hidden_size,)), ("h0", h0, state),
-                           ("h_mask", h_mask, state)):
-        if a is not None:
-            _check_lstm_array(a, op, name, shape)
+    _check_lstm_arrays(op, (("bias", bias, (d.hidden_size,)), ("h0", h0, state),
+                            ("h_mask", h_mask, state)))
     y = None
     if training or return_sequences:
         y = np.empty((d.batch, d.seq_len, d.hidden_size), dtype=np.float32)
@@ -240,10 +240,8 @@ def simple_rnn_bwd(x, kernel, recurrent_kernel, h0, y, dy=None, dh_last=None, *,
     cdef tuple state = (d.batch, units), seq = (d.batch, d.seq_len, units)
     if y is None:
         raise ValueError(f"{op}: y is required (the forward's output sequence)")
-    for name, a, shape in (("h0", h0, state), ("h_mask", h_mask, state), ("y", y, seq),
-                           ("dy", dy, seq), ("dh_last", dh_last, state)):
-        if a is not None:
-            _check_lstm_array(a, op, name, shape)
+    _check_lstm_arrays(op, (("h0", h0, state), ("h_mask", h_mask, state), ("y", y, seq),
+                            ("dy", dy, seq), ("dh_last", dh_last, state)))
     dx = np.empty((d.batch, d.seq_len, d.input_size), dtype=np.float32) if need_dx else None
     dkernel = np.empty((d.input_size, units), dtype=np.float32)
     drec = np.empty((units, units), dtype=np.float32)
@@ -288,10 +286,8 @@ def gru_fwd(x, kernel, recurrent_kernel, bias=None, h0=None, *, h_mask=None,
     cdef fnn_rnn_desc d = _lstm_desc(x, kernel, recurrent_kernel, activation,
                                      recurrent_activation, go_backwards, op, 3)
     cdef tuple state = (d.batch, d.hidden_size)
-    for name, a, shape in (("bias", bias, (2, 3 * d.hidden_size)), ("h0", h0, state),
-                           ("h_mask", h_mask, state)):
-        if a is not None:
-            _check_lstm_array(a, op, name, shape)
+    _check_lstm_arrays(op, (("bias", bias, (2, 3 * d.hidden_size)), ("h0", h0, state),
+                            ("h_mask", h_mask, state)))
     y = gates = hn_seq = None
     if training or return_sequences:
         y = np.empty((d.batch, d.seq_len, d.hidden_size), dtype=np.float32)
@@ -334,14 +330,10 @@ def gru_bwd(x, kernel, recurrent_kernel, h0, y, gates, hn_seq, dy=None, dh_last=
                                      recurrent_activation, go_backwards, op, 3)
     cdef int64_t units = d.hidden_size
     cdef tuple state = (d.batch, units), seq = (d.batch, d.seq_len, units)
-    for name, a, shape in (("h0", h0, state), ("h_mask", h_mask, state), ("y", y, seq),
-                           ("gates", gates, (d.batch, d.seq_len, 3 * units)),
-                           ("hn_seq", hn_seq, seq), ("dy", dy, seq),
-                           ("dh_last", dh_last, state)):
-        if a is not None:
-            _check_lstm_array(a, op, name, shape)
-        elif name in ("y", "gates", "hn_seq"):
-            raise ValueError(f"{op}: {name} is required (the training forward's saved buffer)")
+    _check_lstm_arrays(op, (("h0", h0, state), ("h_mask", h_mask, state), ("y", y, seq),
+                            ("gates", gates, (d.batch, d.seq_len, 3 * units)),
+                            ("hn_seq", hn_seq, seq), ("dy", dy, seq), ("dh_last", dh_last, state)),
+                       saved=("y", "gates", "hn_seq"))
     inputs = (("x", x), ("kernel", kernel), ("recurrent_kernel", recurrent_kernel), ("h0", h0),
               ("h_mask", h_mask), ("y", y), ("dy", dy), ("dh_last", dh_last))
     _check_overwritten(op, "gates", gates, inputs + (("hn_seq", hn_seq),))
